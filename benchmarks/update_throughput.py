@@ -1,0 +1,186 @@
+"""Updates/s of the full RGM update (discriminator frozen): naive vs package eager vs compiled.
+
+Batch 512, MLPs 2x256, Hopper shapes (observation 11 + 1 absorbing flag, action 3).
+All variants run in this one process, one after the other, on the same data;
+the figure that matters is the ratio, since the machine is shared and noisy.
+
+    python benchmarks/update_throughput.py [--steps 300] [--device cpu] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from torchrl_rgm.modules import (
+    make_actor,
+    make_discriminator,
+    make_reward_correction_network,
+    make_value_network,
+)
+from torchrl_rgm.objectives import RewardCorrectionLoss, RGMLoss
+from torchrl_rgm.train import RGMUpdate
+
+OBS, ACT, BATCH, HIDDEN = 12, 3, 512, 256
+GAMMA, ALPHA, RES_SCALE = 0.99, 0.5, 3.0
+
+
+def make_data(n: int, device) -> TensorDict:
+    g = torch.Generator().manual_seed(0)
+    td = TensorDict(
+        {
+            "observation": torch.randn(n, OBS, generator=g),
+            "action": torch.rand(n, ACT, generator=g) * 2 - 1,
+            "initial_observation": torch.randn(n, OBS, generator=g),
+            "next": {
+                "observation": torch.randn(n, OBS, generator=g),
+                "reward": torch.randn(n, 1, generator=g),
+                "done": torch.rand(n, 1, generator=g) < 0.01,
+            },
+            "is_expert": torch.rand(n, 1, generator=g) < 0.01,
+        },
+        [n],
+    )
+    return td.to(device)
+
+
+def mlp(i, o):
+    return nn.Sequential(nn.Linear(i, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, o))
+
+
+class NaiveRGM:
+    """The paper's algorithm written the straightforward way (the benchmark's baseline)."""
+
+    def __init__(self, device):
+        self.value = mlp(OBS, 1).to(device)
+        self.actor = nn.Sequential(mlp(OBS, ACT), nn.Tanh()).to(device)
+        self.correction = mlp(OBS + ACT + 1, 1).to(device)
+        self.discriminator = mlp(OBS + ACT, 1).to(device)
+        self.opt_v = torch.optim.Adam(self.value.parameters(), lr=3e-4, weight_decay=1e-4)
+        self.opt_pi = torch.optim.Adam(self.actor.parameters(), lr=3e-4)
+        self.opt_r = torch.optim.Adam(self.correction.parameters(), lr=3e-7, weight_decay=1e-4)
+
+    def delta_r(self, s, a, r):
+        return RES_SCALE * torch.tanh(self.correction(torch.cat([s, a, r], -1)))
+
+    def __call__(self, b):
+        s, a, s0 = b["observation"], b["action"], b["initial_observation"]
+        s2, r = b["next", "observation"], b["next", "reward"]
+        not_done = 1.0 - b["next", "done"].float()
+        with torch.no_grad():
+            log_ratio = self.discriminator(torch.cat([s, a], -1))
+            dr = self.delta_r(s, a, r)
+        # value (lower level)
+        v0, v, v2 = self.value(s0), self.value(s), self.value(s2)
+        adv = (r + dr + GAMMA * not_done * v2 - v) / ALPHA
+        loss_v = (1 - GAMMA) * v0.mean() + ALPHA * torch.exp(adv.clamp(max=10) - 1).mean()
+        self.opt_v.zero_grad()
+        loss_v.backward()
+        self.opt_v.step()
+        # reward correction (upper level), V held fixed
+        with torch.no_grad():
+            v, v2 = self.value(s), self.value(s2)
+        adv = (r + self.delta_r(s, a, r) + GAMMA * not_done * v2 - v) / ALPHA
+        w = torch.exp(adv.clamp(max=10) - 1)
+        loss_r = (w * (adv.clamp(max=10) - 1 - log_ratio)).mean()
+        self.opt_r.zero_grad()
+        loss_r.backward()
+        self.opt_r.step()
+        # actor: weighted BC
+        w = w.detach().clamp(max=100)
+        w = w / w.sum()
+        loss_pi = (w * (self.actor(s) - a).pow(2).sum(-1, keepdim=True)).sum()
+        self.opt_pi.zero_grad()
+        loss_pi.backward()
+        self.opt_pi.step()
+        return {"loss_value": loss_v.item(), "loss_reward_correction": loss_r.item(), "loss_actor": loss_pi.item()}
+
+
+def package_update(device, compile: bool) -> RGMUpdate:
+    value = make_value_network(OBS, device=device)
+    correction = make_reward_correction_network(OBS, ACT, device=device)
+    actor = make_actor(OBS, ACT, device=device)
+    rgm = RGMLoss(value, actor, correction, alpha=ALPHA, gamma=GAMMA, res_scale=RES_SCALE)
+    upper = RewardCorrectionLoss(correction, value, alpha=ALPHA, gamma=GAMMA, res_scale=RES_SCALE)
+    return RGMUpdate(rgm, upper, compile=compile, device=device)
+
+
+def precompute_log_ratio(data: TensorDict, device) -> TensorDict:
+    """The package's way: the frozen discriminator's log-ratio, once per transition."""
+    disc = make_discriminator(OBS, ACT, device=device)
+    with torch.no_grad():
+        data["log_density_ratio"] = disc(data.select("observation", "action"))["discriminator_logit"]
+    return data
+
+
+def measure(step, data, steps: int, warmup: int, device) -> float:
+    n = data.shape[0]
+    g = torch.Generator(device=device).manual_seed(1)
+    batches = [data[torch.randint(n, (BATCH,), generator=g, device=device)] for _ in range(8)]
+    for i in range(warmup):
+        step(batches[i % 8])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for i in range(steps):
+        out = step(batches[i % 8])
+    if isinstance(out, TensorDict):
+        out["loss_value"].item()  # one sync at the end, as a training loop logging every N steps
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps / (time.perf_counter() - start)
+
+
+def write_json(path: str, payload: dict) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=300, help="timed updates per variant")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed updates first (compilation happens here)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", default=None, help="write the results to this path")
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.warmup < 1:
+        parser.error("--steps and --warmup must be ≥ 1")
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    data = make_data(100_000, device)
+
+    naive = measure(NaiveRGM(device), data, args.steps, args.warmup, device)
+    data = precompute_log_ratio(data, device)
+    eager = measure(package_update(device, compile=False), data, args.steps, args.warmup, device)
+    compiled = measure(package_update(device, compile=True), data, args.steps, args.warmup, device)
+    result = {
+        "naive": naive,
+        "eager": eager,
+        "compiled": compiled,
+        "speedup_vs_naive": max(eager, compiled) / naive,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "batch": BATCH,
+        "steps": args.steps,
+    }
+    print(f"\nRGM update throughput ({device}, {torch.get_num_threads()} threads, batch {BATCH}, MLP 2x{HIDDEN})")
+    print(f"{'variant':<28}{'updates/s':>12}{'vs naive':>10}")
+    for name, label in (("naive", "naive reference"), ("eager", "package, eager"), ("compiled", "package, torch.compile")):
+        print(f"{label:<28}{result[name]:>12.1f}{result[name] / naive:>9.2f}x")
+    if args.json:
+        write_json(args.json, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Builders for the networks RGM trains (MLPs wrapped as TensorDict modules)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from tensordict.nn import NormalParamExtractor, TensorDictModule
+from torch import nn
+from torchrl.data import Bounded
+from torchrl.modules import MLP, ProbabilisticActor, TanhNormal
+
+__all__ = [
+    "make_actor",
+    "make_discriminator",
+    "make_reward_correction_network",
+    "make_value_network",
+]
+
+
+def _mlp(in_features: int, out_features: int, hidden: Sequence[int], device=None) -> MLP:
+    return MLP(
+        in_features=in_features,
+        out_features=out_features,
+        num_cells=list(hidden),
+        activation_class=nn.ReLU,
+        device=device,
+    )
+
+
+def make_value_network(obs_dim: int, hidden: Sequence[int] = (256, 256), device=None) -> TensorDictModule:
+    """``V(s)``: ``observation -> state_value``."""
+    return TensorDictModule(_mlp(obs_dim, 1, hidden, device), ["observation"], ["state_value"])
+
+
+def make_actor(
+    obs_dim: int,
+    action_dim: int,
+    *,
+    stochastic: bool = False,
+    hidden: Sequence[int] = (256, 256),
+    device=None,
+) -> TensorDictModule:
+    """Policy on ``[-1, 1]^action_dim``: deterministic (``tanh`` output) or tanh-Gaussian."""
+    spec = Bounded(-torch.ones(action_dim), torch.ones(action_dim), (action_dim,), device=device)
+    if not stochastic:
+        net = nn.Sequential(_mlp(obs_dim, action_dim, hidden, device), nn.Tanh())
+        module = TensorDictModule(net, ["observation"], ["action"])
+        module.spec = spec
+        return module
+    net = nn.Sequential(_mlp(obs_dim, 2 * action_dim, hidden, device), NormalParamExtractor())
+    params = TensorDictModule(net, ["observation"], ["loc", "scale"])
+    return ProbabilisticActor(
+        params,
+        in_keys=["loc", "scale"],
+        out_keys=["action"],
+        spec=spec,
+        distribution_class=TanhNormal,
+        distribution_kwargs={"low": spec.space.low, "high": spec.space.high},
+    )
+
+
+def make_reward_correction_network(
+    obs_dim: int, action_dim: int, hidden: Sequence[int] = (256, 256), device=None
+) -> TensorDictModule:
+    """Pre-``tanh`` correction from ``(s, a, r~)``: ``-> reward_correction_logit``."""
+    return TensorDictModule(
+        _mlp(obs_dim + action_dim + 1, 1, hidden, device),
+        ["observation", "action", ("next", "reward")],
+        ["reward_correction_logit"],
+    )
+
+
+def make_discriminator(
+    obs_dim: int,
+    action_dim: int,
+    *,
+    state_only: bool = False,
+    hidden: Sequence[int] = (256, 256),
+    device=None,
+) -> TensorDictModule:
+    """Logit of ``c(s, a)`` (or ``c(s)``): ``-> discriminator_logit``."""
+    in_keys = ["observation"] if state_only else ["observation", "action"]
+    in_features = obs_dim if state_only else obs_dim + action_dim
+    return TensorDictModule(_mlp(in_features, 1, hidden, device), in_keys, ["discriminator_logit"])

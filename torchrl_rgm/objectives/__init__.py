@@ -1,0 +1,14 @@
+"""RGM objectives as TorchRL :class:`~torchrl.objectives.LossModule` s."""
+from .discriminator import DiscriminatorLoss
+from .divergences import DIVERGENCES, FDivergence, get_divergence
+from .reward_correction import RewardCorrectionLoss
+from .rgm import RGMLoss
+
+__all__ = [
+    "DIVERGENCES",
+    "DiscriminatorLoss",
+    "FDivergence",
+    "RGMLoss",
+    "RewardCorrectionLoss",
+    "get_divergence",
+]

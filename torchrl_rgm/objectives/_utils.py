@@ -1,0 +1,73 @@
+"""Shared helpers for the RGM losses: argument checks and key access."""
+from __future__ import annotations
+
+import math
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from tensordict.utils import NestedKey
+
+
+def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
+    value = float(value)
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok or not math.isfinite(value):
+        bound = "≥ 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value}.")
+    return value
+
+
+def check_gamma(gamma: float) -> float:
+    gamma = float(gamma)
+    if not 0.0 < gamma < 1.0:
+        raise ValueError(f"gamma must lie in the open interval (0, 1), got {gamma}.")
+    return gamma
+
+
+def check_optional_positive(name: str, value: float | None) -> float | None:
+    return None if value is None else check_positive(name, value)
+
+
+def get_key(loss, tensordict: TensorDictBase, field: str) -> torch.Tensor:
+    """``tensordict[loss.tensor_keys.<field>]`` with an error that says how to fix a miss."""
+    key = getattr(loss.tensor_keys, field)
+    try:
+        return tensordict.get(key)
+    except KeyError:
+        raise KeyError(
+            f"{type(loss).__name__} needs the entry {key!r} (tensor key '{field}') in its "
+            f"input TensorDict, which only has {sorted(map(str, tensordict.keys(True, True)))}. "
+            f"Add it, or point the loss at another entry with "
+            f"loss.set_keys({field}=<key>)."
+        ) from None
+
+
+def single_out_key(module: TensorDictModuleBase, what: str) -> NestedKey:
+    out_keys = list(module.out_keys)
+    if len(out_keys) != 1:
+        raise ValueError(
+            f"The {what} must write exactly one entry (its out_keys are {out_keys}); "
+            "wrap it so that it outputs a single tensor."
+        )
+    return out_keys[0]
+
+
+def single_in_key(module: TensorDictModuleBase, what: str) -> NestedKey:
+    in_keys = list(module.in_keys)
+    if len(in_keys) != 1:
+        raise ValueError(
+            f"The {what} must read exactly one entry (its in_keys are {in_keys}), "
+            "so that it can be evaluated once on the stacked [s0; s; s'] batch."
+        )
+    return in_keys[0]
+
+
+def as_column(x: torch.Tensor) -> torch.Tensor:
+    """Give per-transition scalars the shape ``[*B, 1]`` used throughout."""
+    return x.unsqueeze(-1) if x.ndim == 1 else x
+
+
+def next_key(key: NestedKey) -> tuple:
+    """``("next", *key)``: where TorchRL keeps the next step's entry."""
+    return ("next", key) if isinstance(key, str) else ("next", *key)
