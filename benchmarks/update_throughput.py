@@ -4,13 +4,14 @@ Batch 512, MLPs 2x256, Hopper shapes (observation 11 + 1 absorbing flag, action 
 All variants run in this one process, one after the other, on the same data;
 the figure that matters is the ratio, since the machine is shared and noisy.
 
-    python benchmarks/update_throughput.py [--steps 300] [--device cpu] [--json out.json]
+    python benchmarks/update_throughput.py [--steps 600] [--rounds 5] [--device cpu] [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 
@@ -102,13 +103,13 @@ class NaiveRGM:
         return {"loss_value": loss_v.item(), "loss_reward_correction": loss_r.item(), "loss_actor": loss_pi.item()}
 
 
-def package_update(device, compile: bool) -> RGMUpdate:
+def package_update(device, compile: bool, autocast_dtype=None) -> RGMUpdate:
     value = make_value_network(OBS, device=device)
     correction = make_reward_correction_network(OBS, ACT, device=device)
     actor = make_actor(OBS, ACT, device=device)
     rgm = RGMLoss(value, actor, correction, alpha=ALPHA, gamma=GAMMA, res_scale=RES_SCALE)
     upper = RewardCorrectionLoss(correction, value, alpha=ALPHA, gamma=GAMMA, res_scale=RES_SCALE)
-    return RGMUpdate(rgm, upper, compile=compile, device=device)
+    return RGMUpdate(rgm, upper, compile=compile, device=device, autocast_dtype=autocast_dtype)
 
 
 def precompute_log_ratio(data: TensorDict, device) -> TensorDict:
@@ -119,19 +120,20 @@ def precompute_log_ratio(data: TensorDict, device) -> TensorDict:
     return data
 
 
-def measure(step, data, steps: int, warmup: int, device) -> float:
-    n = data.shape[0]
+def make_batches(data: TensorDict, device, count: int = 8) -> list[TensorDict]:
     g = torch.Generator(device=device).manual_seed(1)
-    batches = [data[torch.randint(n, (BATCH,), generator=g, device=device)] for _ in range(8)]
-    for i in range(warmup):
-        step(batches[i % 8])
+    return [data[torch.randint(data.shape[0], (BATCH,), generator=g, device=device)] for _ in range(count)]
+
+
+def time_updates(step, batches, steps: int, device) -> float:
+    """Updates/s over ``steps`` updates, with one host sync at the end."""
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     for i in range(steps):
-        out = step(batches[i % 8])
+        out = step(batches[i % len(batches)])
     if isinstance(out, TensorDict):
-        out["loss_value"].item()  # one sync at the end, as a training loop logging every N steps
+        out["loss_value"].item()  # a training loop reads its metrics every N steps, not every step
     if device.type == "cuda":
         torch.cuda.synchronize()
     return steps / (time.perf_counter() - start)
@@ -148,35 +150,65 @@ def write_json(path: str, payload: dict) -> None:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=300, help="timed updates per variant")
+    parser.add_argument("--steps", type=int, default=600, help="timed updates per variant, over all rounds")
     parser.add_argument("--warmup", type=int, default=20, help="untimed updates first (compilation happens here)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (median reported)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None, help="write the results to this path")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.warmup < 1:
-        parser.error("--steps and --warmup must be ≥ 1")
+    if args.steps < 1 or args.warmup < 1 or args.rounds < 1:
+        parser.error("--steps, --warmup and --rounds must be ≥ 1")
     device = torch.device(args.device)
     torch.manual_seed(0)
     data = make_data(100_000, device)
 
-    naive = measure(NaiveRGM(device), data, args.steps, args.warmup, device)
-    data = precompute_log_ratio(data, device)
-    eager = measure(package_update(device, compile=False), data, args.steps, args.warmup, device)
-    compiled = measure(package_update(device, compile=True), data, args.steps, args.warmup, device)
+    data_with_ratio = precompute_log_ratio(data.clone(), device)
+    variants = {
+        "naive": (NaiveRGM(device), make_batches(data, device)),
+        "eager": (package_update(device, compile=False), make_batches(data_with_ratio, device)),
+        "compiled": (package_update(device, compile=True), make_batches(data_with_ratio, device)),
+        "compiled_bf16": (
+            package_update(device, compile=True, autocast_dtype=torch.bfloat16),
+            make_batches(data_with_ratio, device),
+        ),
+    }
+    for step, batches in variants.values():  # warm-up; compilation happens here
+        for i in range(args.warmup):
+            step(batches[i % len(batches)])
+    # Interleave the variants over several rounds so that a burst of load on the shared
+    # machine hits them alike; report the median round of each.
+    rounds: dict[str, list[float]] = {name: [] for name in variants}
+    per_round = max(1, args.steps // args.rounds)
+    for _ in range(args.rounds):
+        for name, (step, batches) in variants.items():
+            rounds[name].append(time_updates(step, batches, per_round, device))
+    naive, eager, compiled, compiled_bf16 = (
+        statistics.median(rounds[k]) for k in ("naive", "eager", "compiled", "compiled_bf16")
+    )
     result = {
         "naive": naive,
         "eager": eager,
         "compiled": compiled,
+        "compiled_bf16": compiled_bf16,
+        # float32 variants only: bfloat16 changes the numerics, so it is reported apart.
         "speedup_vs_naive": max(eager, compiled) / naive,
+        "speedup_vs_naive_bf16": compiled_bf16 / naive,
         "device": str(device),
         "threads": torch.get_num_threads(),
         "batch": BATCH,
         "steps": args.steps,
+        "rounds": rounds,
     }
     print(f"\nRGM update throughput ({device}, {torch.get_num_threads()} threads, batch {BATCH}, MLP 2x{HIDDEN})")
-    print(f"{'variant':<28}{'updates/s':>12}{'vs naive':>10}")
-    for name, label in (("naive", "naive reference"), ("eager", "package, eager"), ("compiled", "package, torch.compile")):
-        print(f"{label:<28}{result[name]:>12.1f}{result[name] / naive:>9.2f}x")
+    print(f"{'variant':<34}{'updates/s':>12}{'vs naive':>10}")
+    labels = (
+        ("naive", "naive reference"),
+        ("eager", "package, eager"),
+        ("compiled", "package, torch.compile"),
+        ("compiled_bf16", "package, compile + bf16 autocast"),
+    )
+    for name, label in labels:
+        print(f"{label:<34}{result[name]:>12.1f}{result[name] / naive:>9.2f}x")
     if args.json:
         write_json(args.json, result)
     return result

@@ -1,6 +1,8 @@
 """Shared training machinery: the RGM update step (optimisers, schedules, compilation)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from tensordict import TensorDict, TensorDictBase
 
@@ -9,11 +11,18 @@ from .objectives import RewardCorrectionLoss, RGMLoss
 __all__ = ["RGMUpdate"]
 
 
-def _adam(params, lr: float, weight_decay: float = 0.0, device: torch.device | None = None):
-    params = list(params)
-    # The fused kernel is one launch for all parameters on CPU and CUDA alike.
-    fused = bool(params) and (device is None or torch.device(device).type in ("cpu", "cuda"))
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
+class _cosine:
+    """Cosine annealing factor from 1 to 0 over ``total_steps`` (picklable, unlike a lambda)."""
+
+    def __init__(self, total_steps: int):
+        self.total_steps = total_steps
+
+    def __call__(self, step: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps))
+
+
+def _constant(step: int) -> float:
+    return 1.0
 
 
 class RGMUpdate:
@@ -39,6 +48,9 @@ class RGMUpdate:
         total_steps: horizon of the cosine schedules. Paper: 1e6.
         compile: compile the loss computation with :func:`torch.compile`.
         compile_mode: passed to :func:`torch.compile` (``"reduce-overhead"`` uses CUDA graphs on GPU).
+        autocast_dtype: ``None`` (full float32, the default) or ``torch.bfloat16`` to run the
+            matrix products in bfloat16 under :func:`torch.autocast` (weights, optimiser
+            state and the losses' reductions stay float32).
     """
 
     def __init__(
@@ -56,6 +68,7 @@ class RGMUpdate:
         compile: bool = False,
         compile_mode: str | None = None,
         device: torch.device | str | None = None,
+        autocast_dtype: torch.dtype | None = None,
     ):
         if total_steps < 1:
             raise ValueError(f"total_steps must be ≥ 1, got {total_steps}.")
@@ -70,32 +83,40 @@ class RGMUpdate:
             )
         self.rgm_loss = rgm_loss
         self.correction_loss = correction_loss
-        self.optimizers = {
-            "value": _adam(rgm_loss.value_network.parameters(), value_lr, value_weight_decay, device),
-            "actor": _adam(rgm_loss.actor_network.parameters(), actor_lr, 0.0, device),
-        }
+        # One optimiser with a parameter group per network: a single fused Adam kernel per step.
+        groups = [
+            ("value", rgm_loss.value_network.parameters(), value_lr, value_weight_decay, False),
+            ("actor", rgm_loss.actor_network.parameters(), actor_lr, 0.0, True),
+        ]
         if correction_loss is not None:
-            self.optimizers["reward_correction"] = _adam(
-                correction_loss.reward_correction_network.parameters(),
-                correction_lr,
-                correction_weight_decay,
-                device,
+            groups.append(
+                ("reward_correction", correction_loss.reward_correction_network.parameters(),
+                 correction_lr, correction_weight_decay, True)
             )
         if rgm_loss.learn_entropy_coef:
-            self.optimizers["entropy_coef"] = _adam([rgm_loss.log_entropy_coef], entropy_lr, 0.0, device)
-        self.schedulers = {
-            name: torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizers[name], T_max=total_steps)
-            for name in ("actor", "reward_correction")
-            if name in self.optimizers
-        }
+            groups.append(("entropy_coef", [rgm_loss.log_entropy_coef], entropy_lr, 0.0, False))
+        self.group_names = [g[0] for g in groups]
+        param_groups = [
+            {"params": list(params), "lr": lr, "weight_decay": wd, "name": name}
+            for name, params, lr, wd, _ in groups
+        ]
+        fused = device is None or torch.device(device).type in ("cpu", "cuda")
+        self.optimizer = torch.optim.Adam(param_groups, fused=fused)
+        cosine = [_cosine(total_steps) if anneal else _constant for *_, anneal in groups]
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, cosine)
+        self.device_type = torch.device(device).type if device is not None else "cpu"
+        self.autocast_dtype = autocast_dtype
         self._losses = self._compute_losses
         if compile:
             self._losses = torch.compile(self._compute_losses, mode=compile_mode, dynamic=False)
 
     def _compute_losses(self, batch: TensorDictBase) -> tuple[torch.Tensor, TensorDictBase]:
-        metrics = self.rgm_loss(batch)
-        if self.correction_loss is not None:
-            metrics.update(self.correction_loss(batch))
+        with torch.autocast(
+            self.device_type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+        ):
+            metrics = self.rgm_loss(batch)
+            if self.correction_loss is not None:
+                metrics.update(self.correction_loss(batch))
         total = sum(v for k, v in metrics.items() if k.startswith("loss_"))
         return total, metrics
 
@@ -103,24 +124,17 @@ class RGMUpdate:
         """Update all networks on ``batch``; return the detached losses and diagnostics."""
         total, metrics = self._losses(batch)
         total.backward()
-        for optimizer in self.optimizers.values():
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        for scheduler in self.schedulers.values():
-            scheduler.step()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
         return metrics.detach()
 
     def state_dict(self) -> dict:
-        return {
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
-        }
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        for k, o in self.optimizers.items():
-            o.load_state_dict(state["optimizers"][k])
-        for k, s in self.schedulers.items():
-            s.load_state_dict(state["schedulers"][k])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
 
     @staticmethod
     def metrics_to_floats(metrics: TensorDict) -> dict[str, float]:

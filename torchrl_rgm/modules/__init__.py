@@ -10,6 +10,7 @@ from torchrl.data import Bounded
 from torchrl.modules import MLP, ProbabilisticActor, TanhNormal
 
 __all__ = [
+    "ScalarHead",
     "make_actor",
     "make_discriminator",
     "make_reward_correction_network",
@@ -17,7 +18,48 @@ __all__ = [
 ]
 
 
-def _mlp(in_features: int, out_features: int, hidden: Sequence[int], device=None) -> MLP:
+class ScalarHead(nn.Module):
+    """``nn.Linear(in_features, 1)`` computed as a dot product.
+
+    Same function and initialisation as ``nn.Linear``, but forward and backward are
+    elementwise-and-reduce instead of ``K = 1`` / ``N = 1`` GEMMs, which are slow on CPU
+    (in the RGM update the value head's backward GEMM alone cost more than a
+    256x256 layer) and which ``torch.compile`` then fuses with their neighbours.
+    """
+
+    def __init__(self, in_features: int, device=None):
+        super().__init__()
+        reference = nn.Linear(in_features, 1, device=device)
+        self.weight = nn.Parameter(reference.weight.detach().reshape(in_features).clone())
+        self.bias = nn.Parameter(reference.bias.detach().reshape(()).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x @ self.weight + self.bias).unsqueeze(-1)
+
+
+class _ScalarMLP(nn.Module):
+    """MLP trunk + :class:`ScalarHead`; several inputs are concatenated like TorchRL's ``MLP``."""
+
+    def __init__(self, trunk: nn.Module, head: ScalarHead):
+        super().__init__()
+        self.trunk = trunk
+        self.head = head
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(torch.cat(inputs, -1) if len(inputs) > 1 else inputs[0]))
+
+
+def _mlp(in_features: int, out_features: int, hidden: Sequence[int], device=None) -> nn.Module:
+    if out_features == 1 and len(hidden) > 0:
+        trunk = MLP(
+            in_features=in_features,
+            out_features=hidden[-1],
+            num_cells=list(hidden[:-1]),
+            activation_class=nn.ReLU,
+            activate_last_layer=True,
+            device=device,
+        )
+        return _ScalarMLP(trunk, ScalarHead(hidden[-1], device=device))
     return MLP(
         in_features=in_features,
         out_features=out_features,

@@ -32,15 +32,15 @@ def check_optional_positive(name: str, value: float | None) -> float | None:
 def get_key(loss, tensordict: TensorDictBase, field: str) -> torch.Tensor:
     """``tensordict[loss.tensor_keys.<field>]`` with an error that says how to fix a miss."""
     key = getattr(loss.tensor_keys, field)
-    try:
-        return tensordict.get(key)
-    except KeyError:
+    value = tensordict.get(key, None)
+    if value is None:
         raise KeyError(
             f"{type(loss).__name__} needs the entry {key!r} (tensor key '{field}') in its "
             f"input TensorDict, which only has {sorted(map(str, tensordict.keys(True, True)))}. "
             f"Add it, or point the loss at another entry with "
             f"loss.set_keys({field}=<key>)."
-        ) from None
+        )
+    return value
 
 
 def single_out_key(module: TensorDictModuleBase, what: str) -> NestedKey:

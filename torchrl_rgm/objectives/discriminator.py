@@ -85,15 +85,14 @@ class DiscriminatorLoss(LossModule):
 
     def _inputs(self, tensordict: TensorDictBase, which: str) -> TensorDictBase:
         key = getattr(self.tensor_keys, which)
-        try:
-            sub = tensordict.get(key)
-        except KeyError:
+        sub = tensordict.get(key, None)
+        if sub is None:
             raise KeyError(
                 f"DiscriminatorLoss needs a sub-TensorDict {key!r} of {which} transitions; "
                 f"got entries {sorted(map(str, tensordict.keys()))}. Use "
                 f"TensorDict({{'expert': expert_batch, 'union': union_batch}}) or "
                 f"loss.set_keys({which}=<key>)."
-            ) from None
+            )
         missing = [k for k in self.discriminator_network.in_keys if k not in sub.keys(True)]
         if missing:
             raise KeyError(
