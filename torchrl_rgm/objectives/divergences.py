@@ -95,7 +95,9 @@ class FDivergence:
         """Per-sample :math:`\\rho f(w / \\rho)` with :math:`\\rho = d^E/d^D`.
 
         Its mean over ``D`` is :math:`D_f(w\\,d^D \\,\\|\\, d^E)`, the upper-level
-        objective of RGM. ``advantage`` lets KL use ``log w = A - 1`` exactly.
+        objective of RGM. ``advantage`` lets KL use ``log w = A - 1`` exactly. ``f`` is taken
+        with :math:`f'(1) = 0` (only KL changes: :math:`x\\log x - x + 1`), so that with ``V``
+        held fixed the gradient vanishes where :math:`w = \\rho`.
         """
         ratio = log_density_ratio.exp()
         return ratio * self.f(weight / ratio)
@@ -117,9 +119,12 @@ class KL(FDivergence):
         return torch.exp(y - 1.0)
 
     def expert_divergence(self, weight, log_density_ratio, advantage=None):
-        # rho * f(w/rho) = w (log w - log rho); log w is exact from A when known.
+        # rho * g(w / rho) with g(x) = x log x - x + 1, i.e. w (log w - log rho) - w + rho.
+        # g and x log x differ by (x - 1): the same divergence between normalised visitations,
+        # but with V held fixed w is not normalised, and the gradient of x log x,
+        # w (log(w / rho) + 1), pushes every Δr down until tanh saturates; g's vanishes at w = rho.
         log_w = torch.log(weight.clamp(min=1e-30)) if advantage is None else advantage - 1.0
-        return weight * (log_w - log_density_ratio)
+        return weight * (log_w - log_density_ratio) - weight + log_density_ratio.exp()
 
 
 class ChiSquared(FDivergence):
@@ -174,6 +179,7 @@ class KLLogMeanExp(KL):
         return torch.exp(advantage - log_mean)
 
     def expert_divergence(self, weight, log_density_ratio, advantage=None):
+        # the weights are batch-normalised here, so the plain x log x form has no drift
         return weight * (torch.log(weight.clamp(min=1e-30)) - log_density_ratio)
 
 

@@ -35,7 +35,11 @@ class RewardCorrectionLoss(LossModule):
         L_{\Delta r} &= \mathbb{E}_D\!\left[\rho\, f\!\left(\frac{w}{\rho}\right)\right]
                       = D_f(w\, d^D \,\|\, d^E),\qquad \rho = \frac{d^E}{d^D} = e^{\log d^E/d^D}
 
-    (for KL: :math:`\mathbb{E}_D[w(\log w - \log\rho)]`). :math:`\bar V` is the value
+    with ``f`` shifted so that :math:`f'(1) = 0`; for KL that is
+    :math:`\mathbb{E}_D[w(\log w - \log\rho) - w + \rho]`, which equals the
+    :math:`\mathbb{E}_D[w(\log w - \log\rho)]` of the paper for normalised visitations but,
+    with ``V`` held fixed, does not drive every :math:`\Delta r` down to ``-res_scale``
+    (see ``tests/objectives/test_reward_correction.py``). :math:`\bar V` is the value
     network held fixed: the gradient reaches the correction network only, through ``w``.
     ``log d^E/d^D`` is read per transition (written once by the frozen discriminator,
     :meth:`DiscriminatorLoss.log_density_ratio`).

@@ -1,0 +1,80 @@
+"""Upper level on a toy problem: a negated reward is corrected towards the expert's visitation."""
+import numpy as np
+import pytest
+import torch
+from tensordict.nn import TensorDictModule
+from torch import nn
+
+from torchrl_rgm.objectives import RewardCorrectionLoss, RGMLoss
+
+from .tabular import TabularMDP, minimise_value_loss
+
+
+def distance_to_expert(w, d_data, d_expert):
+    """Total variation between the learned visitation w d^D and the expert's d^E.
+
+    (KL(w d^D || d^E) is infinite as soon as w d^D leaves the deterministic expert's support.)
+    """
+    d = w * d_data
+    d = d / d.sum()
+    return 0.5 * float(np.abs(d - d_expert).sum())
+
+
+@pytest.mark.parametrize("divergence", ["kl", "chi2"])
+def test_training_the_correction_moves_the_visitation_towards_the_expert(divergence):
+    mdp = TabularMDP(n_states=6, n_actions=2, gamma=0.9, seed=4)
+    expert_policy = mdp.optimal_policy()
+    d_expert = mdp.expert_visitation(expert_policy).reshape(-1)
+    d_data = mdp.d_data.reshape(-1)
+    # D = D^O ∪ D^E: d^D is a mixture, so rho = d^E/d^D is finite everywhere
+    d_union = 0.8 * d_data + 0.2 * d_expert
+    mdp.d_data = d_union.reshape(mdp.S, mdp.A)
+
+    td = mdp.batch(reward=-mdp.reward)  # completely incorrect reward
+    # d^D is not uniform any more: weight each (s, a) by replicating rows in proportion
+    counts = np.maximum(np.round(d_union * 400).astype(int), 1)
+    index = torch.as_tensor(np.repeat(np.arange(len(d_union)), counts))
+    td = td[index]
+    d_batch = np.bincount(index.numpy(), minlength=len(d_union)) / len(index)
+    td["initial_observation"] = torch.eye(mdp.S, dtype=torch.float64)[
+        torch.arange(len(index)) % mdp.S
+    ]
+    td["log_density_ratio"] = torch.as_tensor(np.log(d_expert / d_batch + 1e-300)).clamp(min=-20)[index].unsqueeze(-1)
+
+    value = mdp.tabular_value()
+    correction_net = TensorDictModule(nn.Linear(mdp.S * mdp.A, 1, bias=False, dtype=torch.float64), ["pair"], ["logit"])
+    nn.init.zeros_(correction_net.module.weight)
+    actor = TensorDictModule(nn.Linear(mdp.S, mdp.A, dtype=torch.float64), ["observation"], ["action"])
+    lower = RGMLoss(value, actor, correction_net, divergence=divergence, alpha=1.0, gamma=mdp.gamma,
+                    advantage_clip=None)
+    upper = RewardCorrectionLoss(correction_net, value, divergence=divergence, alpha=1.0, gamma=mdp.gamma,
+                                 advantage_clip=None)
+    opt = torch.optim.Adam(correction_net.parameters(), lr=0.05)
+
+    def solve_lower():
+        batch = td.clone()
+        minimise_value_loss(lower, batch, list(value.parameters()), iters=100)
+        w = batch["visitation_weight"].squeeze(-1).numpy()
+        per_pair = np.bincount(index.numpy(), weights=w, minlength=len(d_union)) / np.maximum(
+            np.bincount(index.numpy(), minlength=len(d_union)), 1
+        )
+        return distance_to_expert(per_pair, d_batch, d_expert), batch
+
+    before, _ = solve_lower()
+    history = [before]
+    for _ in range(15):  # two time-scales: V solved to convergence, then a few steps on Δr
+        for _ in range(10):
+            batch = td.clone()
+            out = upper(batch)
+            opt.zero_grad()
+            out["loss_reward_correction"].backward()
+            opt.step()
+        after, _ = solve_lower()
+        history.append(after)
+    print(divergence, np.round(history, 3))
+    assert history[-1] < 0.5 * before, history
+    # the learned correction opposes the negation where the expert acts
+    delta = 3.0 * torch.tanh(correction_net.module.weight.detach().squeeze(0)).numpy()
+    on_expert = d_expert > 1e-3
+    corr = np.corrcoef(delta[on_expert], mdp.reward.reshape(-1)[on_expert])[0, 1]
+    assert corr > 0, corr
