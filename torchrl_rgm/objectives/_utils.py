@@ -9,6 +9,13 @@ from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 
 
+class MissingKeyError(KeyError):
+    """A declared entry is missing from the input TensorDict (printed as plain text, not repr)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
     value = float(value)
     ok = value >= 0 if allow_zero else value > 0
@@ -34,7 +41,7 @@ def get_key(loss, tensordict: TensorDictBase, field: str) -> torch.Tensor:
     key = getattr(loss.tensor_keys, field)
     value = tensordict.get(key, None)
     if value is None:
-        raise KeyError(
+        raise MissingKeyError(
             f"{type(loss).__name__} needs the entry {key!r} (tensor key '{field}') in its "
             f"input TensorDict, which only has {sorted(map(str, tensordict.keys(True, True)))}. "
             f"Add it, or point the loss at another entry with "

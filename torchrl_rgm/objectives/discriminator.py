@@ -10,7 +10,7 @@ from tensordict.utils import NestedKey
 from torch.nn import functional as F
 from torchrl.objectives.common import LossModule
 
-from ._utils import check_positive, single_out_key
+from ._utils import MissingKeyError, check_positive, single_out_key
 
 __all__ = ["DiscriminatorLoss"]
 
@@ -87,7 +87,7 @@ class DiscriminatorLoss(LossModule):
         key = getattr(self.tensor_keys, which)
         sub = tensordict.get(key, None)
         if sub is None:
-            raise KeyError(
+            raise MissingKeyError(
                 f"DiscriminatorLoss needs a sub-TensorDict {key!r} of {which} transitions; "
                 f"got entries {sorted(map(str, tensordict.keys()))}. Use "
                 f"TensorDict({{'expert': expert_batch, 'union': union_batch}}) or "
@@ -95,7 +95,7 @@ class DiscriminatorLoss(LossModule):
             )
         missing = [k for k in self.discriminator_network.in_keys if k not in sub.keys(True)]
         if missing:
-            raise KeyError(
+            raise MissingKeyError(
                 f"The {which} batch lacks {missing}, which the discriminator reads "
                 f"(its in_keys are {list(self.discriminator_network.in_keys)})."
             )
@@ -151,7 +151,7 @@ class DiscriminatorLoss(LossModule):
         """
         missing = [k for k in self.discriminator_network.in_keys if k not in tensordict.keys(True)]
         if missing:
-            raise KeyError(
+            raise MissingKeyError(
                 f"log_density_ratio needs {missing} in the TensorDict "
                 f"(the discriminator's in_keys are {list(self.discriminator_network.in_keys)})."
             )

@@ -144,7 +144,8 @@ class SoftChiSquared(FDivergence):
     name = "soft_chi2"
 
     def f(self, x):
-        below = torch.xlogy(x, x) - x + 1.0
+        safe = x.clamp(min=1e-30)  # d/dx x log x is -inf at 0; torch.where would turn it into NaN
+        below = safe * torch.log(safe) - x + 1.0
         above = 0.5 * (x - 1.0) ** 2
         return torch.where(x < 1.0, below, above)
 
