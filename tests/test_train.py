@@ -1,5 +1,4 @@
 """The full update step (discriminator frozen): compiled vs eager, precision, checkpoints."""
-import copy
 import io
 
 import pytest

@@ -78,3 +78,14 @@ def as_column(x: torch.Tensor) -> torch.Tensor:
 def next_key(key: NestedKey) -> tuple:
     """``("next", *key)``: where TorchRL keeps the next step's entry."""
     return ("next", key) if isinstance(key, str) else ("next", *key)
+
+
+def set_dice_hyperparameters(loss, *, divergence, alpha, gamma, res_scale, advantage_clip) -> None:
+    """Validate and store the hyper-parameters shared by the two levels of RGM."""
+    from .divergences import get_divergence
+
+    loss.divergence = get_divergence(divergence)
+    loss.alpha = check_positive("alpha", alpha)
+    loss.gamma = check_gamma(gamma)
+    loss.res_scale = check_positive("res_scale", res_scale, allow_zero=True)
+    loss.advantage_clip = check_optional_positive("advantage_clip", advantage_clip)

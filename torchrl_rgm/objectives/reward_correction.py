@@ -11,15 +11,14 @@ from torchrl.objectives.common import LossModule
 
 from ._utils import (
     as_column,
-    check_gamma,
     check_optional_positive,
-    check_positive,
     get_key,
     next_key,
+    set_dice_hyperparameters,
     single_in_key,
     single_out_key,
 )
-from .divergences import FDivergence, get_divergence
+from .divergences import FDivergence
 from .rgm import evaluate_state_values, reward_correction
 
 __all__ = ["RewardCorrectionLoss"]
@@ -99,11 +98,10 @@ class RewardCorrectionLoss(LossModule):
         reuse: bool = True,
     ):
         super().__init__()
-        self.divergence = get_divergence(divergence)
-        self.alpha = check_positive("alpha", alpha)
-        self.gamma = check_gamma(gamma)
-        self.res_scale = check_positive("res_scale", res_scale, allow_zero=True)
-        self.advantage_clip = check_optional_positive("advantage_clip", advantage_clip)
+        set_dice_hyperparameters(
+            self, divergence=divergence, alpha=alpha, gamma=gamma, res_scale=res_scale,
+            advantage_clip=advantage_clip,
+        )
         self.log_ratio_clip = check_optional_positive("log_ratio_clip", log_ratio_clip)
         self.reuse = bool(reuse)
         self.reward_correction_network = reward_correction_network

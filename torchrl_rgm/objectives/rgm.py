@@ -11,15 +11,15 @@ from torchrl.objectives.common import LossModule
 
 from ._utils import (
     as_column,
-    check_gamma,
     check_optional_positive,
     check_positive,
     get_key,
     next_key,
+    set_dice_hyperparameters,
     single_in_key,
     single_out_key,
 )
-from .divergences import FDivergence, get_divergence
+from .divergences import FDivergence
 
 __all__ = ["RGMLoss", "evaluate_state_values", "reward_correction"]
 
@@ -153,11 +153,10 @@ class RGMLoss(LossModule):
         initial_entropy_coef: float = 1.0,
     ):
         super().__init__()
-        self.divergence = get_divergence(divergence)
-        self.alpha = check_positive("alpha", alpha)
-        self.gamma = check_gamma(gamma)
-        self.res_scale = check_positive("res_scale", res_scale, allow_zero=True)
-        self.advantage_clip = check_optional_positive("advantage_clip", advantage_clip)
+        set_dice_hyperparameters(
+            self, divergence=divergence, alpha=alpha, gamma=gamma, res_scale=res_scale,
+            advantage_clip=advantage_clip,
+        )
         self.weight_clip = check_optional_positive("weight_clip", weight_clip)
         self.normalize_weights = bool(normalize_weights)
 
