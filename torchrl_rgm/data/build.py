@@ -1,0 +1,233 @@
+"""Build D4RL-style Minari datasets from the shipped behaviour policies.
+
+    python -m torchrl_rgm.data.build --env hopper     # rgm/hopper/{random,medium,medium-replay,medium-expert,expert}-v0
+    python -m torchrl_rgm.data.build --all            # all three environments
+
+Levels: ``random`` (uniform actions), ``medium`` and ``expert`` (the shipped policies with
+Gaussian exploration noise ``--noise``), ``medium-replay`` (a tenth uniform actions — the
+learner's warm-up — then the ``replay_<k>`` snapshots on the way to medium, each with the
+same noise, as TD3 saw them), ``medium-expert`` (the medium and expert episodes together).
+``ref_min_score``/``ref_max_score`` are the mean returns of the uniform policy and of the
+noise-free expert over 10 episodes, so scores normalise the D4RL way. Per-step infos
+(``x_velocity``, ``reward_forward``, ``reward_ctrl``, ``reward_survive``, ...) are stored for
+the reward settings that need them. Same seed, same files; a dataset is written to a
+temporary directory and moved into place, so an interrupted build leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import minari
+import numpy as np
+import torch
+from minari.data_collector import EpisodeBuffer
+from tqdm import tqdm
+
+from .behaviour import POLICY_DIR, load_policy, policy_action
+from .envs import ENVS, env_id, make_env
+
+LEVELS = ["random", "medium", "medium-replay", "medium-expert", "expert"]
+DEFAULT_STEPS = {"random": 100_000, "medium": 200_000, "medium-replay": 100_000, "expert": 200_000}
+INFO_KEYS = ("x_position", "x_velocity", "reward_forward", "reward_ctrl", "reward_survive")
+
+
+def dataset_id(env: str, level: str) -> str:
+    return f"rgm/{env}/{level}-v0"
+
+
+def _episode(env, policy, noise, rng, seed, episode_id, max_steps=None) -> EpisodeBuffer:
+    obs, info = env.reset(seed=seed)
+    observations, actions, rewards, terms, truncs = [obs], [], [], [], []
+    infos = {k: [float(info.get(k, 0.0))] for k in INFO_KEYS}
+    done = False
+    while not done:
+        if policy is None:
+            action = rng.uniform(-1.0, 1.0, env.action_space.shape).astype(np.float32)
+        else:
+            action = policy_action(policy, obs, noise, rng).astype(np.float32)
+        obs, reward, term, trunc, info = env.step(action)
+        if max_steps is not None and len(actions) + 1 >= max_steps:
+            trunc = True
+        observations.append(obs)
+        actions.append(action)
+        rewards.append(float(reward))
+        terms.append(bool(term))
+        truncs.append(bool(trunc) and not term)
+        for k in INFO_KEYS:
+            infos[k].append(float(info.get(k, 0.0)))
+        done = term or trunc
+    return EpisodeBuffer(
+        id=episode_id, seed=seed, observations=observations, actions=actions, rewards=rewards,
+        terminations=terms, truncations=truncs, infos={k: np.asarray(v) for k, v in infos.items()},
+    )
+
+
+def rollouts(env_name, sources, total_steps, seed, desc, max_episode_steps=None) -> list[EpisodeBuffer]:
+    """Episodes until ``total_steps`` transitions, cycling over ``(policy, noise, share)`` sources."""
+    env = make_env(env_name)
+    rng = np.random.default_rng(seed)
+    episodes, steps = [], 0
+    bar = tqdm(total=total_steps, desc=desc, mininterval=2, leave=False)
+    for policy, noise, share in sources:
+        budget = steps + int(round(share * total_steps))
+        while steps < budget:
+            ep = _episode(env, policy, noise, rng, seed * 1_000_003 + len(episodes), len(episodes),
+                          max_episode_steps)
+            episodes.append(ep)
+            steps += len(ep.actions)
+            bar.update(len(ep.actions))
+    bar.close()
+    env.close()
+    return episodes
+
+
+def reference_scores(env_name: str, seed: int, episodes: int = 10) -> tuple[float, float]:
+    env = make_env(env_name)
+    rng = np.random.default_rng(seed)
+    expert = load_policy(env_name, "expert")
+    scores = []
+    for policy in (None, expert):
+        returns = [sum(_episode(env, policy, 0.0, rng, 10_000 + seed + k, k).rewards) for k in range(episodes)]
+        scores.append(float(np.mean(returns)))
+    return scores[0], scores[1]
+
+
+def _renumber(episodes):
+    return [dataclasses.replace(ep, id=i) for i, ep in enumerate(episodes)]
+
+
+def write_dataset(ds_id: str, episodes, env_name, ref_min, ref_max, description, overwrite) -> Path:
+    """Create the dataset in a temporary Minari root, then move it into place."""
+    root = Path(minari.storage.get_dataset_path())
+    final = root / ds_id
+    tmp_root = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-build-"))
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    try:
+        os.environ["MINARI_DATASETS_PATH"] = str(tmp_root)
+        minari.create_dataset_from_buffers(
+            dataset_id=ds_id, buffer=_renumber(episodes), env=env_id(env_name), algorithm_name="TD3 behaviour policies",
+            author="torchrl_rgm", code_permalink="torchrl_rgm/data/build.py", ref_min_score=ref_min,
+            ref_max_score=ref_max, description=description,
+        )
+        final.parent.mkdir(parents=True, exist_ok=True)
+        for ns in (Path(ds_id).parent.parent, Path(ds_id).parent):  # namespace metadata: rgm/, rgm/<env>/
+            src, dst = tmp_root / ns / "namespace_metadata.json", root / ns / "namespace_metadata.json"
+            if src.exists() and not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+        if final.exists():
+            if not overwrite:
+                raise FileExistsError(f"{final} appeared during the build; rerun with --overwrite.")
+            shutil.rmtree(final)
+        os.replace(tmp_root / ds_id, final)
+    finally:
+        if old is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    return final
+
+
+def check_targets(envs, levels, overwrite) -> None:
+    root = Path(minari.storage.get_dataset_path())
+    existing = [dataset_id(e, lv) for e in envs for lv in levels if (root / dataset_id(e, lv)).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"Datasets already exist in {root}: {existing}. Pass --overwrite to rebuild them."
+        )
+    missing = [str(POLICY_DIR / e) for e in envs if not (POLICY_DIR / e / "expert.pt").exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"No shipped behaviour policies in {missing}: train them with "
+            "`python -m torchrl_rgm.data.behaviour --env <env>` then `--export`."
+        )
+
+
+def build_env(env_name: str, levels=LEVELS, scale: float = 1.0, seed: int = 0, noise: float = 0.1,
+              overwrite: bool = False) -> dict:
+    torch.set_num_threads(1)
+    steps = {k: max(1, int(v * scale)) for k, v in DEFAULT_STEPS.items()}
+    ref_min, ref_max = reference_scores(env_name, seed)
+    replay = sorted(POLICY_DIR.joinpath(env_name).glob("replay_*.pt"))
+    built, cache = {}, {}
+    plans = {
+        "random": [(None, 0.0, 1.0)],
+        "medium": [(load_policy(env_name, "medium"), noise, 1.0)],
+        "expert": [(load_policy(env_name, "expert"), noise, 1.0)],
+        "medium-replay": [(None, 0.0, 0.1)] + [(load_policy(env_name, p.stem), noise, 0.9 / len(replay)) for p in replay],
+    }
+    for i, level in enumerate(LEVELS):
+        if level not in levels and not (level in ("medium", "expert") and "medium-expert" in levels):
+            continue
+        if level == "medium-expert":
+            episodes = list(cache["medium"]) + list(cache["expert"])
+        else:
+            episodes = rollouts(env_name, plans[level], steps[level], seed + 101 * i, f"{env_name} {level}")
+            cache[level] = episodes
+        if level not in levels:
+            continue
+        ds_id = dataset_id(env_name, level)
+        description = (f"{level} data on {env_id(env_name)} from torchrl_rgm's TD3 behaviour policies "
+                       f"(noise {noise}, seed {seed}); see torchrl_rgm/data/build.py")
+        path = write_dataset(ds_id, episodes, env_name, ref_min, ref_max, description, overwrite)
+        built[ds_id] = {"episodes": len(episodes), "steps": int(sum(len(e.actions) for e in episodes)),
+                        "ref_min_score": ref_min, "ref_max_score": ref_max, "path": str(path)}
+    return built
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(Path(path).rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(path).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--env", choices=sorted(ENVS))
+    group.add_argument("--all", action="store_true", help="hopper, halfcheetah and walker2d")
+    parser.add_argument("--levels", nargs="+", default=LEVELS, choices=LEVELS)
+    parser.add_argument("--scale", type=float, default=1.0, help=f"multiplies the default sizes {DEFAULT_STEPS}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--noise", type=float, default=0.1, help="Gaussian exploration noise of the policies")
+    parser.add_argument("--jobs", type=int, default=min(3, os.cpu_count() or 1), help="environments built in parallel")
+    parser.add_argument("--overwrite", action="store_true", help="rebuild datasets that already exist")
+    args = parser.parse_args(argv)
+    if args.scale <= 0:
+        parser.error("--scale must be > 0")
+    envs = sorted(ENVS) if args.all else [args.env]
+    check_targets(envs, args.levels, args.overwrite)  # before any rollout
+    start = time.time()
+    kwargs = dict(levels=args.levels, scale=args.scale, seed=args.seed, noise=args.noise, overwrite=args.overwrite)
+    if args.jobs > 1 and len(envs) > 1:
+        with ProcessPoolExecutor(min(args.jobs, len(envs))) as pool:
+            results = list(pool.map(_build_one, [(e, kwargs) for e in envs]))
+    else:
+        results = [_build_one((e, kwargs)) for e in envs]
+    built = {k: v for r in results for k, v in r.items()}
+    print(f"\n{'dataset':<34}{'episodes':>9}{'steps':>10}{'ref_min':>10}{'ref_max':>10}")
+    for ds_id, info in built.items():
+        print(f"{ds_id:<34}{info['episodes']:>9}{info['steps']:>10}{info['ref_min_score']:>10.1f}{info['ref_max_score']:>10.1f}")
+    print(f"built {len(built)} datasets in {time.time() - start:.0f} s")
+    return built
+
+
+def _build_one(job):
+    env_name, kwargs = job
+    return build_env(env_name, **kwargs)
+
+
+if __name__ == "__main__":
+    main()

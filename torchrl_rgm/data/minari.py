@@ -1,0 +1,336 @@
+"""Minari datasets (local or from the hub) → transition TensorDicts → RGM's buffers.
+
+:func:`load_transitions` converts a dataset's episodes into one flat TensorDict of
+transitions, memory-mapped in a cache and reused. :func:`load_rgm_data` turns a union id and
+an expert id into what RGM trains on: the union ``D`` (with ``is_expert``), the expert set
+``D^E``, the initial observations ``mu0`` and the z-scoring statistics, with the imperfect
+reward applied before standardisation and absorbing states added.
+
+We do not use ``torchrl.data.datasets.MinariExperienceReplay``: in torchrl 0.14.1 every
+tensor it returns is zero (it calls ``memmap_like`` after filling its data).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import minari
+import numpy as np
+import torch
+from tensordict import TensorDict
+from torchrl.data import TensorDictReplayBuffer, TensorStorage
+from torchrl.data.replay_buffers import RandomSampler
+
+from .._keys import NEXT_OBS, OBS, REWARD
+from .absorbing import add_absorbing_states, with_indicator
+from .rewards import SparseReward, make_reward_transform
+
+__all__ = ["DatasetNotFoundError", "RGMData", "find_dataset", "load_rgm_data", "load_transitions", "cache_root"]
+
+CACHE_VERSION = 1
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    pass
+
+
+class DatasetError(ValueError):
+    pass
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("TORCHRL_RGM_CACHE", Path.home() / ".cache" / "torchrl_rgm")) / "transitions"
+
+
+def datasets_root() -> Path:
+    return Path(minari.storage.get_dataset_path())
+
+
+def find_dataset(dataset_id: str, download: bool = True) -> minari.MinariDataset:
+    """A local Minari dataset, or one downloaded from the hub when there is network."""
+    local = sorted(minari.list_local_datasets())
+    if dataset_id in local:
+        return minari.load_dataset(dataset_id)
+    reason = "download disabled"
+    if download:
+        try:
+            minari.download_dataset(dataset_id)
+            return minari.load_dataset(dataset_id)
+        except Exception as err:  # no network, unknown id, ...
+            reason = f"the Minari hub did not provide it: {type(err).__name__}: {err}"
+    raise DatasetNotFoundError(
+        f"Minari dataset {dataset_id!r} not found in the local datasets directory {datasets_root()} "
+        f"(local ids: {local or 'none'}), and {reason}. Build local datasets with "
+        "`python -m torchrl_rgm.data.build --env hopper` (ids rgm/<env>/<level>-v0) or set "
+        "MINARI_DATASETS_PATH to the directory that holds it."
+    )
+
+
+def _fingerprint(dataset: minari.MinariDataset) -> str:
+    data_path = Path(dataset.storage.data_path)
+    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(data_path.glob("*")) if p.is_file()]
+    return hashlib.sha1(json.dumps([CACHE_VERSION, str(data_path), stats]).encode()).hexdigest()[:16]
+
+
+def _episodes_to_tensordict(dataset: minari.MinariDataset) -> TensorDict:
+    cols: dict[str, list] = {k: [] for k in ("obs", "next_obs", "act", "rew", "term", "trunc", "episode", "step", "ret", "last")}
+    infos: dict[str, list] = {}
+    info_keys = None
+    for episode in dataset.iterate_episodes():
+        obs = np.asarray(episode.observations, dtype=np.float32)
+        T = len(episode.actions)
+        if obs.ndim != 2:
+            raise DatasetError(f"{dataset.spec.dataset_id}: only flat Box observations are supported, got {obs.shape}.")
+        rew = np.asarray(episode.rewards, dtype=np.float32)
+        term = np.asarray(episode.terminations, dtype=bool)
+        trunc = np.asarray(episode.truncations, dtype=bool)
+        last = np.zeros(T, dtype=bool)
+        # the last transition the loader keeps: a timeout's own transition is dropped
+        last[T - 1 if term[-1] or not trunc[-1] or T < 2 else T - 2] = True
+        cols["obs"].append(obs[:-1])
+        cols["next_obs"].append(obs[1:])
+        cols["act"].append(np.asarray(episode.actions, dtype=np.float32).reshape(T, -1))
+        cols["rew"].append(rew)
+        cols["term"].append(term)
+        cols["trunc"].append(trunc)
+        cols["episode"].append(np.full(T, episode.id, dtype=np.int64))
+        cols["step"].append(np.arange(T, dtype=np.int64))
+        cols["ret"].append(np.full(T, rew.sum(), dtype=np.float32))
+        cols["last"].append(last)
+        ep_infos = episode.infos if isinstance(episode.infos, dict) else {}
+        numeric = {
+            k: np.asarray(v, dtype=np.float32)
+            for k, v in ep_infos.items()
+            if isinstance(v, np.ndarray) and v.ndim == 1 and len(v) in (T, T + 1) and np.issubdtype(v.dtype, np.number)
+        }
+        keys = set(numeric)
+        info_keys = keys if info_keys is None else info_keys & keys
+        for k, v in numeric.items():
+            infos.setdefault(k, []).append(v[-T:])  # the info returned with each step
+    if not cols["obs"]:
+        raise DatasetError(f"{dataset.spec.dataset_id} holds no episodes.")
+    cat = {k: torch.from_numpy(np.concatenate(v)) for k, v in cols.items()}
+    n = cat["obs"].shape[0]
+    td = TensorDict(
+        {
+            OBS: cat["obs"],
+            "action": cat["act"],
+            "episode": cat["episode"],
+            "step": cat["step"],
+            "episode_return": cat["ret"],
+            "transition_id": torch.arange(n),
+            "next": {
+                "observation": cat["next_obs"],
+                "reward": cat["rew"].unsqueeze(-1),
+                "terminated": cat["term"].unsqueeze(-1),
+                "truncated": cat["trunc"].unsqueeze(-1),
+                "done": (cat["term"] | cat["trunc"]).unsqueeze(-1),
+                "last": cat["last"].unsqueeze(-1),
+            },
+        },
+        [n],
+    )
+    if info_keys:
+        td.set(("next", "info"), TensorDict({k: torch.from_numpy(np.concatenate(infos[k])) for k in sorted(info_keys)}, [n]))
+    return td
+
+
+def load_transitions(dataset_id: str, *, download: bool = True, cache_dir: Path | None = None) -> TensorDict:
+    """All transitions of a Minari dataset as one memory-mapped TensorDict (cached on disk).
+
+    Keys: ``observation``, ``action``, ``("next", observation | reward | terminated |
+    truncated | done | last)``, ``("next", "info", <numeric per-step info>)``, ``episode``,
+    ``step``, ``episode_return``, ``transition_id``.
+    """
+    dataset = find_dataset(dataset_id, download)
+    root = (cache_dir or cache_root()) / dataset_id.replace("/", "__") / _fingerprint(dataset)
+    if (root / "meta.json").exists():
+        return TensorDict.load_memmap(root)
+    td = _episodes_to_tensordict(dataset)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tmp-"))
+    try:
+        td.memmap_(tmp)
+        os.replace(tmp, root)  # atomic: a reader never sees a half-written cache
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (root / "meta.json").exists():
+            raise
+    return TensorDict.load_memmap(root)
+
+
+@dataclass
+class RGMData:
+    """What RGM trains on. Observations carry the absorbing indicator as their last dimension."""
+
+    union: TensorDict
+    expert: TensorDict
+    initial_observation: torch.Tensor
+    obs_mean: torch.Tensor
+    obs_std: torch.Tensor
+    reward_mean: float
+    reward_std: float
+    union_id: str
+    expert_id: str
+    env_spec: str | None = None
+    ref_min_score: float | None = None
+    ref_max_score: float | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def obs_dim(self) -> int:
+        return self.union.get(OBS).shape[-1]
+
+    @property
+    def action_dim(self) -> int:
+        return self.union.get("action").shape[-1]
+
+    def normalize_observation(self, obs: torch.Tensor) -> torch.Tensor:
+        """Raw environment observations → the learner's input (z-scored, indicator 0)."""
+        obs = torch.as_tensor(obs, dtype=torch.float32)
+        return with_indicator((obs - self.obs_mean) / self.obs_std)
+
+    def normalized_score(self, returns):
+        """D4RL normalisation: 100 (return − random) / (expert − random)."""
+        if self.ref_min_score is None or self.ref_max_score is None:
+            raise ValueError(f"{self.union_id} has no ref_min_score/ref_max_score to normalise with.")
+        return 100.0 * (np.asarray(returns) - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
+
+    def replay_buffer(self, which: str = "union", batch_size: int = 512) -> TensorDictReplayBuffer:
+        """A TorchRL replay buffer over ``union``, ``expert`` (no copy of the data)."""
+        td = getattr(self, which)
+        return TensorDictReplayBuffer(storage=TensorStorage(td), sampler=RandomSampler(), batch_size=batch_size)
+
+
+def _check_finite(td: TensorDict, name: str) -> None:
+    for key in (OBS, "action", NEXT_OBS, REWARD):
+        value = td.get(key)
+        bad = ~torch.isfinite(value)
+        if bad.any():
+            rows = bad.reshape(bad.shape[0], -1).any(-1).nonzero().flatten()
+            raise DatasetError(
+                f"{name}: {int(rows.numel())} transitions have NaN/inf in {key!r} "
+                f"(first at transitions {rows[:5].tolist()}); clean the dataset or rebuild it."
+            )
+
+
+def _select_episodes(td: TensorDict, n: int, dataset_id: str) -> TensorDict:
+    episodes = torch.unique(td.get("episode"), sorted=True)
+    if n < 1:
+        raise ValueError(f"n_expert_trajectories must be ≥ 1, got {n}.")
+    if n > episodes.numel():
+        raise DatasetError(
+            f"Asked for {n} expert trajectories but {dataset_id} holds only {episodes.numel()} episodes."
+        )
+    return td[torch.isin(td.get("episode"), episodes[:n])]
+
+
+def load_rgm_data(
+    union_id: str,
+    expert_id: str | None = None,
+    *,
+    n_expert_trajectories: int = 1,
+    reward: str = "true",
+    reward_kwargs: dict | None = None,
+    add_expert_to_union: bool = True,
+    absorbing: bool = True,
+    standardize: bool = True,
+    download: bool = True,
+    cache_dir: Path | None = None,
+) -> RGMData:
+    """Union ``D``, expert ``D^E``, ``mu0`` and statistics for RGM.
+
+    The expert set is the first ``n_expert_trajectories`` episodes of ``expert_id`` (default:
+    the union's own). The reward setting is applied to every transition the learner sees
+    (union and expert) before standardisation; timeouts are dropped (not terminals); with
+    ``add_expert_to_union`` (the paper's default) ``D = D^O ∪ D^E``.
+    """
+    expert_id = expert_id or union_id
+    reward_kwargs = dict(reward_kwargs or {})
+    raw_union = load_transitions(union_id, download=download, cache_dir=cache_dir)
+    raw_expert = load_transitions(expert_id, download=download, cache_dir=cache_dir)
+    for a, b, what in ((OBS, OBS, "observation"), ("action", "action", "action")):
+        if raw_union.get(a).shape[1:] != raw_expert.get(b).shape[1:]:
+            raise DatasetError(
+                f"Expert and union datasets differ in {what} shape: {expert_id} has "
+                f"{tuple(raw_expert.get(b).shape[1:])}, {union_id} has {tuple(raw_union.get(a).shape[1:])}. "
+                "Use datasets of the same environment."
+            )
+    _check_finite(raw_union, union_id)
+    _check_finite(raw_expert, expert_id)
+    expert = _select_episodes(raw_expert, n_expert_trajectories, expert_id).clone()
+    union = raw_union.clone()  # never write into the memory-mapped cache
+    if expert_id != union_id:  # distinct random streams for the two datasets' transitions
+        expert.set("transition_id", expert.get("transition_id") + (1 << 40))
+
+    if reward == "sparse" and "threshold" not in reward_kwargs:
+        returns = union[union.get("step") == 0].get("episode_return")
+        reward_kwargs["threshold"] = float(torch.quantile(returns.double(), 0.9))
+    transform = make_reward_transform(reward, **reward_kwargs)
+    union, expert = transform(union), transform(expert)
+
+    expert.set("is_expert", torch.ones(expert.shape[0], 1, dtype=torch.bool))
+    if expert_id == union_id:  # D^E ⊂ D^O already: flag those episodes, do not duplicate them
+        flag = torch.isin(union.get("episode"), torch.unique(expert.get("episode")))
+        union.set("is_expert", flag.unsqueeze(-1))
+    else:
+        union.set("is_expert", torch.zeros(union.shape[0], 1, dtype=torch.bool))
+        if add_expert_to_union:
+            union = torch.cat([union, expert.select(*union.keys(True, True))], 0)
+    initial = union[union.get("step") == 0].get(OBS)
+
+    def drop_timeouts(td):
+        timeout = td.get(("next", "truncated")).reshape(-1) & ~td.get(("next", "terminated")).reshape(-1)
+        td = td[~timeout]
+        td.set(("next", "done"), td.get(("next", "terminated")).clone())
+        return td
+
+    union, expert = drop_timeouts(union), drop_timeouts(expert)
+    obs = union.get(OBS)
+    if standardize:
+        obs_mean, obs_std = obs.mean(0), obs.std(0).clamp(min=1e-3)
+        r = union.get(REWARD)
+        reward_mean, reward_std = r.mean().item(), r.std().item()
+        reward_std = reward_std if reward_std > 1e-6 else 1.0
+    else:
+        obs_mean, obs_std = torch.zeros(obs.shape[-1]), torch.ones(obs.shape[-1])
+        reward_mean, reward_std = 0.0, 1.0
+    for td in (union, expert):
+        td.set(OBS, (td.get(OBS) - obs_mean) / obs_std)
+        td.set(NEXT_OBS, (td.get(NEXT_OBS) - obs_mean) / obs_std)
+        td.set(REWARD, (td.get(REWARD) - reward_mean) / reward_std)
+    initial = (initial - obs_mean) / obs_std
+    if absorbing:
+        union, expert = add_absorbing_states(union), add_absorbing_states(expert)
+        initial = with_indicator(initial)
+
+    meta = raw_union_metadata(union_id, download)
+    return RGMData(
+        union=union,
+        expert=expert,
+        initial_observation=initial.contiguous(),
+        obs_mean=obs_mean,
+        obs_std=obs_std,
+        reward_mean=reward_mean,
+        reward_std=reward_std,
+        union_id=union_id,
+        expert_id=expert_id,
+        env_spec=meta.get("env_id"),
+        ref_min_score=meta.get("ref_min_score"),
+        ref_max_score=meta.get("ref_max_score"),
+        info={"reward": repr(transform), "n_expert_trajectories": n_expert_trajectories,
+              "expert_transitions": int(expert.shape[0]), "union_transitions": int(union.shape[0])},
+    )
+
+
+def raw_union_metadata(dataset_id: str, download: bool = True) -> dict:
+    dataset = find_dataset(dataset_id, download)
+    meta = dict(dataset.storage.metadata)
+    spec = dataset.spec.env_spec
+    meta["env_id"] = spec.id if spec is not None else None
+    return meta
