@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from torchrl_rgm.data.build import rollouts, write_dataset

@@ -28,7 +28,7 @@ from torchrl.data.replay_buffers import RandomSampler
 
 from .._keys import NEXT_OBS, OBS, REWARD
 from .absorbing import add_absorbing_states, with_indicator
-from .rewards import SparseReward, make_reward_transform
+from .rewards import make_reward_transform
 
 __all__ = ["DatasetNotFoundError", "RGMData", "find_dataset", "load_rgm_data", "load_transitions", "cache_root"]
 

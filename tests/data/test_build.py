@@ -1,0 +1,65 @@
+"""The dataset builder: deterministic, atomic, never overwrites without being asked."""
+import os
+from pathlib import Path
+
+import minari
+import numpy as np
+import pytest
+
+from torchrl_rgm.data import build as build_mod
+from torchrl_rgm.data.behaviour import POLICY_DIR, evaluate, load_policy
+
+from .conftest import build_tiny
+
+
+def test_same_seed_gives_identical_files(tmp_path, monkeypatch):
+    digests = []
+    for run in ("a", "b"):
+        monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / run))
+        path = build_tiny(steps=300, seed=3, policy="actor", max_steps=40)
+        digests.append(build_mod.file_digest(path))
+    assert digests[0] == digests[1]
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "c"))
+    assert build_mod.file_digest(build_tiny(steps=300, seed=4, policy="actor", max_steps=40)) != digests[0]
+
+
+def test_existing_dataset_needs_overwrite(tiny):
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        build_tiny()
+    with pytest.raises(FileExistsError, match="Pass --overwrite"):
+        build_mod.check_targets(["hopper"], ["tiny"], overwrite=False)
+
+
+def test_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(minari, "create_dataset_from_buffers", crash)
+    with pytest.raises(KeyboardInterrupt):
+        build_tiny(steps=50)
+    root = Path(os.environ["MINARI_DATASETS_PATH"])
+    assert not (root / "rgm/hopper/tiny-v0").exists()
+    assert not [p for p in root.iterdir() if p.name.startswith(".tmp")]
+    assert "rgm/hopper/tiny-v0" not in minari.list_local_datasets()
+
+
+def test_builder_refuses_before_rolling_out(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(build_mod, "rollouts", lambda *a, **k: calls.append(1))
+    (tmp_path / "minari" / "rgm/hopper/random-v0").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="rgm/hopper/random-v0"):
+        build_mod.main(["--env", "hopper", "--levels", "random"])
+    assert calls == []
+
+
+shipped = [e for e in ("hopper", "walker2d", "halfcheetah") if (POLICY_DIR / e / "expert.pt").exists()]
+
+
+@pytest.mark.skipif(not shipped, reason="no behaviour policies shipped yet")
+@pytest.mark.parametrize("env", shipped)
+def test_shipped_expert_beats_medium_beats_random(env):
+    expert = np.mean(evaluate(load_policy(env, "expert"), env, episodes=3))
+    medium = np.mean(evaluate(load_policy(env, "medium"), env, episodes=3))
+    random_return = np.mean([sum(build_mod._episode(build_mod.make_env(env), None, 0.0, np.random.default_rng(k), k, k).rewards)
+                             for k in range(3)])
+    assert expert > medium > random_return
