@@ -48,6 +48,19 @@ def test_cache_is_reused_and_never_modified(tiny):
     torch.testing.assert_close(load_transitions(tiny)["next", "reward"], rewards)
 
 
+def test_processed_data_is_cached_memory_mapped(tiny):
+    first = load_rgm_data(tiny, reward="partial", reward_kwargs={"p": 0.3, "seed": 1})
+    start = time.perf_counter()
+    again = load_rgm_data(tiny, reward="partial", reward_kwargs={"p": 0.3, "seed": 1})
+    assert time.perf_counter() - start < 2.0
+    assert isinstance(again.union["observation"], MemoryMappedTensor)
+    for key in first.union.keys(True, True):
+        assert torch.equal(first.union[key], again.union[key]), key
+    assert again.reward_std == first.reward_std and again.info == first.info
+    other = load_rgm_data(tiny, reward="partial", reward_kwargs={"p": 0.3, "seed": 2})
+    assert not torch.equal(other.union["next", "reward"], again.union["next", "reward"])
+
+
 def test_timeouts_dropped_and_terminals_kept(tiny):
     raw = load_transitions(tiny)
     data = load_rgm_data(tiny, absorbing=False, standardize=False)

@@ -230,7 +230,7 @@ def _select_episodes(td: TensorDict, n: int, dataset_id: str) -> TensorDict:
     return td[torch.isin(td.get("episode"), episodes[:n])]
 
 
-def load_rgm_data(
+def _process(
     union_id: str,
     expert_id: str | None = None,
     *,
@@ -243,13 +243,6 @@ def load_rgm_data(
     download: bool = True,
     cache_dir: Path | None = None,
 ) -> RGMData:
-    """Union ``D``, expert ``D^E``, ``mu0`` and statistics for RGM.
-
-    The expert set is the first ``n_expert_trajectories`` episodes of ``expert_id`` (default:
-    the union's own). The reward setting is applied to every transition the learner sees
-    (union and expert) before standardisation; timeouts are dropped (not terminals); with
-    ``add_expert_to_union`` (the paper's default) ``D = D^O ∪ D^E``.
-    """
     expert_id = expert_id or union_id
     reward_kwargs = dict(reward_kwargs or {})
     raw_union = load_transitions(union_id, download=download, cache_dir=cache_dir)
@@ -326,6 +319,62 @@ def load_rgm_data(
         info={"reward": repr(transform), "n_expert_trajectories": n_expert_trajectories,
               "expert_transitions": int(expert.shape[0]), "union_transitions": int(union.shape[0])},
     )
+
+
+def load_rgm_data(
+    union_id: str,
+    expert_id: str | None = None,
+    *,
+    n_expert_trajectories: int = 1,
+    reward: str = "true",
+    reward_kwargs: dict | None = None,
+    add_expert_to_union: bool = True,
+    absorbing: bool = True,
+    standardize: bool = True,
+    download: bool = True,
+    cache_dir: Path | None = None,
+) -> RGMData:
+    """Union ``D``, expert ``D^E``, ``mu0`` and statistics for RGM, memory-mapped and cached.
+
+    The expert set is the first ``n_expert_trajectories`` episodes of ``expert_id`` (default:
+    the union's own; then those episodes are flagged in the union, not duplicated). The reward
+    setting is applied to every transition the learner sees (union and expert) before
+    standardisation; timeouts are dropped (not terminals); with ``add_expert_to_union`` (the
+    paper's default) ``D = D^O ∪ D^E``; terminals lead to an absorbing state. The result is
+    cached under a key of all these arguments and the datasets' fingerprints.
+    """
+    expert_id = expert_id or union_id
+    args = dict(n_expert_trajectories=n_expert_trajectories, reward=reward, reward_kwargs=dict(reward_kwargs or {}),
+                add_expert_to_union=add_expert_to_union, absorbing=absorbing, standardize=standardize)
+    prints = [_fingerprint(find_dataset(i, download)) for i in (union_id, expert_id)]
+    key = hashlib.sha1(json.dumps([CACHE_VERSION, union_id, expert_id, prints, args], sort_keys=True,
+                                  default=repr).encode()).hexdigest()[:16]
+    root = (cache_dir or cache_root()) / "processed" / key
+    if (root / "rgm_meta.json").exists():
+        tensors = TensorDict.load_memmap(root / "tensors")
+        meta = json.loads((root / "rgm_meta.json").read_text())
+        return RGMData(union=tensors["union"], expert=tensors["expert"],
+                       initial_observation=tensors["initial_observation"], obs_mean=tensors["obs_mean"],
+                       obs_std=tensors["obs_std"], **meta)
+    data = _process(union_id, expert_id, download=download, cache_dir=cache_dir, **args)
+    tensors = TensorDict(union=data.union, expert=data.expert, initial_observation=data.initial_observation,
+                         obs_mean=data.obs_mean, obs_std=data.obs_std, batch_size=[])
+    meta = {k: getattr(data, k) for k in ("reward_mean", "reward_std", "union_id", "expert_id", "env_spec",
+                                         "ref_min_score", "ref_max_score", "info")}
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+    try:
+        tensors.memmap_(tmp / "tensors")
+        (tmp / "rgm_meta.json").write_text(json.dumps(meta))
+        shutil.rmtree(root / "tensors", ignore_errors=True)  # left by an interrupted earlier attempt
+        os.replace(tmp / "tensors", root / "tensors")
+        os.replace(tmp / "rgm_meta.json", root / "rgm_meta.json")  # written last: marks the cache complete
+    except OSError:
+        if not (root / "rgm_meta.json").exists():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return load_rgm_data(union_id, expert_id, download=download, cache_dir=cache_dir, **args)
 
 
 def raw_union_metadata(dataset_id: str, download: bool = True) -> dict:
