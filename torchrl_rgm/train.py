@@ -142,3 +142,101 @@ class RGMUpdate:
         keys = list(metrics.keys())
         values = torch.stack([metrics[k].float() for k in keys]).tolist()
         return dict(zip(keys, values))
+
+
+# ----------------------------------------------------------------------------------------------
+# Discriminator pre-training, sampling, checkpoints: the machinery the recipes share.
+# ----------------------------------------------------------------------------------------------
+
+
+def pretrain_discriminator(discriminator_loss, union, expert, *, steps: int, batch_size: int = 512,
+                           lr: float = 1e-3, generator: torch.Generator | None = None,
+                           device="cpu") -> list[float]:
+    """Train ``c`` on expert vs union batches (all of its layers), then freeze it.
+
+    Returns the loss every 100 steps. Reference: 1000 epochs over the expert set at lr 1e-3.
+    """
+    keys = list(discriminator_loss.discriminator_network.in_keys)
+    union_in = union.select(*keys).to(device)
+    expert_in = expert.select(*keys).to(device)
+    optimizer = torch.optim.Adam(discriminator_loss.discriminator_network.parameters(), lr=lr)
+    history = []
+    for step in range(steps):
+        iu = torch.randint(union_in.shape[0], (batch_size,), generator=generator).to(device)
+        ie = torch.randint(expert_in.shape[0], (min(batch_size, expert_in.shape[0]),), generator=generator).to(device)
+        out = discriminator_loss(TensorDict(expert=expert_in[ie], union=union_in[iu]))
+        loss = out["loss_discriminator"] + out["loss_gradient_penalty"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 100 == 0 or step == steps - 1:
+            history.append(out["loss_discriminator"].item())
+    discriminator_loss.discriminator_network.requires_grad_(False)
+    return history
+
+
+@torch.no_grad()
+def log_density_ratio(discriminator_loss, td: TensorDictBase, chunk: int = 65536, device="cpu") -> torch.Tensor:
+    """``log d^E/d^D`` for every transition of ``td``, computed once with the frozen discriminator."""
+    keys = list(discriminator_loss.discriminator_network.in_keys)
+    out = []
+    for start in range(0, td.shape[0], chunk):
+        part = td[start:start + chunk].select(*keys).to(device)
+        out.append(discriminator_loss.log_density_ratio(part)["log_density_ratio"].cpu())
+    return torch.cat(out, 0)
+
+
+class TransitionSampler:
+    """Uniform minibatches of the union with initial observations, from one seeded generator.
+
+    The union lives on ``device`` as one TensorDict; a batch is one index draw (no host sync).
+    Its state (the generator's) is part of the checkpoint, so a resumed run draws the same batches.
+    """
+
+    KEYS = ("observation", "action", ("next", "observation"), ("next", "reward"), ("next", "done"),
+            "is_expert", "log_density_ratio")
+
+    def __init__(self, union: TensorDictBase, initial_observation: torch.Tensor, batch_size: int,
+                 seed: int = 0, device="cpu"):
+        if batch_size > union.shape[0]:
+            raise ValueError(f"batch_size {batch_size} is larger than the union ({union.shape[0]} transitions).")
+        self.device = torch.device(device)
+        self.union = union.select(*[k for k in self.KEYS if k in union.keys(True)]).to_tensordict().to(self.device)
+        self.initial = initial_observation.to(self.device)
+        self.batch_size = batch_size
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def sample(self) -> TensorDictBase:
+        n, b = self.union.shape[0], self.batch_size
+        idx = torch.randint(n, (b,), generator=self.generator, device=self.device)
+        idx0 = torch.randint(self.initial.shape[0], (b,), generator=self.generator, device=self.device)
+        batch = self.union[idx]
+        batch.set("initial_observation", self.initial[idx0])
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def save_checkpoint(state: dict, path) -> None:
+    """Atomic: written to a temporary file in the same directory, then renamed."""
+    import os
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_checkpoint(path) -> dict:
+    return torch.load(path, weights_only=True, map_location="cpu")

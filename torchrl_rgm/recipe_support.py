@@ -1,0 +1,277 @@
+"""What the recipes share: validation, run directories, data, networks, state, logging, report."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import minari
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .data import REWARD_SETTINGS, load_rgm_data
+from .data.build import LEVELS, build_env, dataset_id
+from .data.envs import ENVS
+from .modules import make_actor, make_discriminator, make_reward_correction_network, make_value_network
+from .objectives import DIVERGENCES, DiscriminatorLoss, RewardCorrectionLoss, RGMLoss
+from .report import plot_learning_curve, plot_reward_correction, write_json
+from .train import RGMUpdate, pretrain_discriminator as _pretrain
+
+CONFIG_NAME = "config.yaml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _choice(name, value, choices):
+    if value not in choices:
+        raise ConfigError(f"Unknown {name} {value!r}; valid choices are {sorted(choices)}.")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Every check that needs no data, before anything is built or trained."""
+    _choice("env", cfg.env.name, ENVS)
+    _choice("dataset level", cfg.dataset.union, LEVELS)
+    _choice("expert dataset level", cfg.dataset.expert, LEVELS)
+    _choice("reward setting", cfg.reward.name, REWARD_SETTINGS)
+    _choice("divergence", cfg.algo.divergence, DIVERGENCES)
+    _choice("precision", cfg.precision, ["float32", "bfloat16"])
+    _choice("logger backend", cfg.logger.backend, ["csv", "tensorboard", "wandb"])
+    positive = {
+        "algo.alpha": cfg.algo.alpha, "algo.batch_size": cfg.algo.batch_size,
+        "budget.updates": cfg.budget.updates, "eval.every": cfg.eval.every, "eval.episodes": cfg.eval.episodes,
+        "eval.num_envs": cfg.eval.num_envs, "checkpoint_every": cfg.checkpoint_every,
+        "dataset.n_expert_trajectories": cfg.dataset.n_expert_trajectories,
+    }
+    for name, value in positive.items():
+        if value is None or not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
+            raise ConfigError(f"{name} must be > 0, got {value}.")
+    if cfg.budget.discriminator_steps < 0:
+        raise ConfigError(f"budget.discriminator_steps must be ≥ 0, got {cfg.budget.discriminator_steps}.")
+    if cfg.algo.res_scale < 0:
+        raise ConfigError(f"algo.res_scale must be ≥ 0, got {cfg.algo.res_scale}.")
+    if not 0 < cfg.algo.gamma < 1:
+        raise ConfigError(f"algo.gamma must lie in (0, 1), got {cfg.algo.gamma}.")
+    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={cfg.device} but CUDA is not available; use device=cpu.")
+
+
+def prepare_run_dir(cfg: DictConfig) -> tuple[Path, bool]:
+    if cfg.resume:
+        run_dir = Path(cfg.resume)
+        if not (run_dir / "checkpoint.pt").exists():
+            raise ConfigError(f"resume={run_dir}: no checkpoint.pt there to resume from.")
+        return run_dir, True
+    if cfg.run_dir:
+        run_dir = Path(cfg.run_dir)
+    else:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path("outputs") / f"{cfg.env.name}-{cfg.dataset.union}-{cfg.reward.name}-s{cfg.seed}-{stamp}"
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(
+            f"Run directory {run_dir} exists and is not empty: pass resume={run_dir} to continue it, "
+            "or another run_dir."
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, False
+
+
+def load_resumed_config(run_dir: Path) -> DictConfig:
+    cfg = OmegaConf.load(run_dir / CONFIG_NAME)
+    cfg.resume = str(run_dir)
+    return cfg
+
+
+def save_config(cfg: DictConfig, run_dir: Path) -> None:
+    path = run_dir / CONFIG_NAME
+    tmp = path.with_suffix(".tmp")
+    OmegaConf.save(OmegaConf.merge(cfg, {"run_dir": str(run_dir)}), tmp, resolve=True)
+    tmp.replace(path)
+
+
+def _dataset_ids(cfg):
+    ns, env = cfg.dataset.namespace, cfg.env.name
+    return f"{ns}/{env}/{cfg.dataset.union}-v0", f"{ns}/{env}/{cfg.dataset.expert}-v0"
+
+
+def load_data(cfg: DictConfig, reward: str | None = None):
+    union_id, expert_id = _dataset_ids(cfg)
+    if cfg.dataset.namespace == "rgm" and cfg.dataset.build_if_missing:
+        local = minari.list_local_datasets()
+        missing = sorted({lv for lv in (cfg.dataset.union, cfg.dataset.expert) if dataset_id(cfg.env.name, lv) not in local})
+        if missing:
+            print(f"building {[dataset_id(cfg.env.name, lv) for lv in missing]} (once; python -m torchrl_rgm.data.build)")
+            build_env(cfg.env.name, levels=missing, scale=cfg.dataset.build_scale)
+    return load_rgm_data(
+        union_id, expert_id, n_expert_trajectories=cfg.dataset.n_expert_trajectories,
+        reward=reward or cfg.reward.name, reward_kwargs=dict(cfg.reward.kwargs) if reward is None else {},
+        add_expert_to_union=cfg.dataset.add_expert_to_union,
+    )
+
+
+def describe_data(data) -> str:
+    return (f"union {data.union_id}: {data.union.shape[0]} transitions ({int(data.union['is_expert'].sum())} expert) · "
+            f"expert {data.expert_id}: {data.expert.shape[0]} transitions · mu0: {data.initial_observation.shape[0]} · "
+            f"reward {data.info['reward']}")
+
+
+@dataclass
+class Networks:
+    value: torch.nn.Module
+    actor: torch.nn.Module
+    correction: torch.nn.Module | None
+    discriminator: torch.nn.Module
+    rgm_loss: RGMLoss
+    correction_loss: RewardCorrectionLoss | None
+    discriminator_loss: DiscriminatorLoss
+
+
+def build_networks(cfg: DictConfig, data, device) -> Networks:
+    a, hidden = cfg.algo, tuple(cfg.algo.hidden)
+    obs_dim, act_dim = data.obs_dim, data.action_dim
+    value = make_value_network(obs_dim, hidden, device=device)
+    actor = make_actor(obs_dim, act_dim, stochastic=cfg.env.stochastic_actor, hidden=hidden, device=device)
+    correction = make_reward_correction_network(obs_dim, act_dim, hidden, device=device) if a.correction else None
+    discriminator = make_discriminator(obs_dim, act_dim, state_only=a.state_only_discriminator, hidden=hidden, device=device)
+    common = dict(divergence=a.divergence, alpha=a.alpha, gamma=a.gamma, res_scale=a.res_scale,
+                  advantage_clip=a.advantage_clip)
+    rgm_loss = RGMLoss(value, actor, correction, weight_clip=a.weight_clip, normalize_weights=a.normalize_weights,
+                       action_dim=act_dim, **common)
+    correction_loss = RewardCorrectionLoss(correction, value, **common) if correction is not None else None
+    discriminator_loss = DiscriminatorLoss(discriminator, gradient_penalty=a.gradient_penalty)
+    return Networks(value, actor, correction, discriminator, rgm_loss, correction_loss, discriminator_loss)
+
+
+def correction_lr(cfg: DictConfig) -> float:
+    """The paper's 3e-7 is for 1e6 updates: scaled so that a shorter budget moves Δr as far."""
+    if cfg.algo.correction_lr is not None:
+        return float(cfg.algo.correction_lr)
+    return 3e-7 * 1e6 / cfg.budget.updates
+
+
+def build_update(cfg: DictConfig, nets: Networks, device) -> RGMUpdate:
+    compile_on = {"auto": True, True: True, False: False}.get(cfg.compile, bool(cfg.compile))
+    return RGMUpdate(
+        nets.rgm_loss, nets.correction_loss, value_lr=cfg.algo.value_lr, value_weight_decay=cfg.algo.value_weight_decay,
+        actor_lr=cfg.algo.actor_lr, correction_lr=correction_lr(cfg),
+        correction_weight_decay=cfg.algo.correction_weight_decay, total_steps=cfg.budget.updates,
+        compile=compile_on, compile_mode=cfg.compile_mode, device=device,
+        autocast_dtype=torch.bfloat16 if cfg.precision == "bfloat16" else None,
+    )
+
+
+def pretrain_discriminator(cfg, nets: Networks, data, generator, device) -> list[float]:
+    return _pretrain(nets.discriminator_loss, data.union, data.expert, steps=cfg.budget.discriminator_steps,
+                     batch_size=cfg.algo.batch_size, lr=cfg.algo.discriminator_lr, generator=generator, device=device)
+
+
+def collect_state(nets: Networks, update: RGMUpdate, sampler, step, history, best) -> dict:
+    return {
+        "networks": {k: getattr(nets, k).state_dict() for k in ("value", "actor", "correction", "discriminator")
+                     if getattr(nets, k) is not None},
+        "rgm_loss": nets.rgm_loss.state_dict(),
+        "update": update.state_dict(),
+        "sampler": sampler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "step": step,
+        "history": history,
+        "best": best,
+    }
+
+
+def load_state(state: dict, nets: Networks, update: RGMUpdate) -> None:
+    for k, sd in state["networks"].items():
+        getattr(nets, k).load_state_dict(sd)
+    nets.rgm_loss.load_state_dict(state["rgm_loss"])
+    update.load_state_dict(state["update"])
+    nets.discriminator.requires_grad_(False)
+
+
+def make_logger(cfg: DictConfig, run_dir: Path):
+    from torchrl.record.loggers import get_logger
+
+    kwargs = {}
+    if cfg.logger.backend == "wandb":
+        kwargs = {"project": cfg.logger.project, "offline": cfg.logger.offline,
+                  "config": OmegaConf.to_container(cfg, resolve=True)}
+    return get_logger(cfg.logger.backend, logger_name=str(run_dir / "logs"), experiment_name="rgm", **kwargs)
+
+
+def log_metrics(logger, metrics: dict, step: int) -> None:
+    for key, value in metrics.items():
+        if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+            logger.log_scalar(key, value, step=step)
+
+
+def _dataset_score(data, td) -> float:
+    """Mean normalised return of the episodes in ``td`` (true rewards, from the raw dataset)."""
+    first = td.get("step") == 0
+    if "absorbing" in td.keys():
+        first = first & ~td.get("absorbing").squeeze(-1)
+    returns = td[first].get("episode_return").numpy()
+    return float(np.mean(data.normalized_score(returns)))
+
+
+def report(cfg, data, nets: Networks, history, best, elapsed, updates_done, run_dir: Path, device) -> dict:
+    union_score = _dataset_score(data, data.union[~data.union["is_expert"].squeeze(-1)])
+    expert_score = _dataset_score(data, data.expert)
+    final = history[-1] if history else {}
+    title = f"{cfg.env.name} {cfg.dataset.union}, {cfg.reward.name} reward, {cfg.dataset.n_expert_trajectories} expert traj."
+    plot_learning_curve(history, expert_score, union_score, run_dir / "learning_curve.png", title)
+    corr = {}
+    if nets.correction is not None:
+        corr = _reward_correction_figure(cfg, data, nets, run_dir, title, device)
+    torch.save({"actor": nets.actor.state_dict(), "obs_mean": data.obs_mean, "obs_std": data.obs_std},
+               run_dir / "policy.pt.tmp")
+    (run_dir / "policy.pt.tmp").replace(run_dir / "policy.pt")
+    scores = [h["normalized_score"] for h in history]
+    summary = {
+        "final_normalized_score": final.get("normalized_score"),
+        "final_normalized_score_std": final.get("normalized_score_std"),
+        "best_normalized_score": float(max(scores)) if scores else None,
+        "union_normalized_score": union_score,
+        "expert_normalized_score": expert_score,
+        "wall_time_s": elapsed,
+        "updates_per_s": updates_done / elapsed if elapsed > 0 else None,
+        "updates": final.get("step"),
+        "run_dir": str(run_dir),
+        **corr,
+    }
+    write_json(summary, run_dir / "summary.json")
+    return summary
+
+
+@torch.no_grad()
+def _reward_correction_figure(cfg, data, nets: Networks, run_dir, title, device) -> dict:
+    true = load_data(cfg, reward="true").union
+    n = min(5000, data.union.shape[0])
+    idx = torch.randperm(data.union.shape[0], generator=torch.Generator().manual_seed(0))[:n]
+    batch = data.union[idx].to_tensordict().to(device)
+    seen = batch["next", "reward"].squeeze(-1)
+    delta = nets.rgm_loss.res_scale * torch.tanh(
+        nets.correction(batch.select(*nets.correction.in_keys))[nets.correction.out_keys[0]]).squeeze(-1)
+    true_r = true["next", "reward"][idx].squeeze(-1)
+    real = ~batch["absorbing"].squeeze(-1).cpu() if "absorbing" in batch.keys() else torch.ones(n, dtype=torch.bool)
+    return plot_reward_correction(true_r[real].numpy(), seen.cpu()[real].numpy(), (seen + delta).cpu()[real].numpy(),
+                                  run_dir / "reward_correction.png", title)
+
+
+def format_summary(s: dict) -> str:
+    def f(x, fmt=".1f"):
+        return "n/a" if x is None else format(x, fmt)
+
+    lines = [
+        "",
+        f"final normalised score  {f(s['final_normalized_score'])} ± {f(s['final_normalized_score_std'])}",
+        f"best normalised score   {f(s['best_normalized_score'])}",
+        f"union data's score      {f(s['union_normalized_score'])}",
+        f"expert data's score     {f(s['expert_normalized_score'])}",
+        f"wall time               {f(s['wall_time_s'], '.0f')} s   ({f(s['updates_per_s'])} updates/s)",
+    ]
+    if "spearman_corrected_vs_true" in s:
+        lines.append(f"rank corr. with true r  seen {s['spearman_seen_vs_true']:.3f} → corrected {s['spearman_corrected_vs_true']:.3f}")
+    lines.append(f"outputs                 {s['run_dir']}")
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""Run reports: summary.json, learning curve and reward-correction plots."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+
+__all__ = ["write_json", "plot_learning_curve", "plot_reward_correction", "rank_correlations"]
+
+
+def write_json(payload: dict, path) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _save(fig, path) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def plot_learning_curve(history: list[dict], expert: float | None, union: float | None, path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    steps = [h["step"] for h in history]
+    mean = np.array([h["normalized_score"] for h in history])
+    std = np.array([h["normalized_score_std"] for h in history])
+    ax.plot(steps, mean, marker="o", label="RGM (deterministic policy)")
+    ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    if expert is not None:
+        ax.axhline(expert, color="tab:green", ls="--", label=f"expert data ({expert:.1f})")
+    if union is not None:
+        ax.axhline(union, color="tab:red", ls=":", label=f"union data ({union:.1f})")
+    ax.set_xlabel("update")
+    ax.set_ylabel("normalised score")
+    ax.set_title(title)
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def rank_correlations(true_reward, seen_reward, corrected_reward) -> dict:
+    return {
+        "spearman_seen_vs_true": float(spearmanr(seen_reward, true_reward).statistic),
+        "spearman_corrected_vs_true": float(spearmanr(corrected_reward, true_reward).statistic),
+    }
+
+
+def plot_reward_correction(true_reward, seen_reward, corrected_reward, path, title: str) -> dict:
+    corr = rank_correlations(true_reward, seen_reward, corrected_reward)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharex=True)
+    for ax, y, name, key in (
+        (axes[0], seen_reward, "reward seen by the learner", "spearman_seen_vs_true"),
+        (axes[1], corrected_reward, "after correction (r~ + Δr)", "spearman_corrected_vs_true"),
+    ):
+        ax.scatter(true_reward, y, s=3, alpha=0.3)
+        ax.set_title(f"{name}\nSpearman ρ = {corr[key]:.3f}")
+        ax.set_xlabel("true reward (standardised)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("reward (standardised)")
+    fig.suptitle(title)
+    _save(fig, path)
+    return corr
