@@ -353,9 +353,12 @@ def load_rgm_data(
     if (root / "rgm_meta.json").exists():
         tensors = TensorDict.load_memmap(root / "tensors")
         meta = json.loads((root / "rgm_meta.json").read_text())
+        def plain(x):  # small tensors in memory, picklable with weights_only=True
+            return x.as_subclass(torch.Tensor).clone()
+
         return RGMData(union=tensors["union"], expert=tensors["expert"],
-                       initial_observation=tensors["initial_observation"], obs_mean=tensors["obs_mean"],
-                       obs_std=tensors["obs_std"], **meta)
+                       initial_observation=plain(tensors["initial_observation"]), obs_mean=plain(tensors["obs_mean"]),
+                       obs_std=plain(tensors["obs_std"]), **meta)
     data = _process(union_id, expert_id, download=download, cache_dir=cache_dir, **args)
     tensors = TensorDict(union=data.union, expert=data.expert, initial_observation=data.initial_observation,
                          obs_mean=data.obs_mean, obs_std=data.obs_std, batch_size=[])

@@ -1,0 +1,133 @@
+"""The recipe the user runs, run for real in a subprocess on tiny local datasets (CleanRL style)."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "recipes" / "rgm_mujoco.py"
+TINY = ["budget.discriminator_steps=20", "algo.batch_size=64", "algo.hidden=[64,64]", "eval.episodes=2",
+        "eval.num_envs=2", "compile=false"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("recipe")
+    environ = dict(os.environ, MINARI_DATASETS_PATH=str(base / "minari"), TORCHRL_RGM_CACHE=str(base / "cache"))
+    code = (
+        "from tests.data.conftest import build_tiny\n"
+        "build_tiny('rgm/hopper/medium-replay-v0', steps=1500, policy='actor', max_steps=80)\n"
+        "build_tiny('rgm/hopper/expert-v0', steps=300, seed=3, policy='actor', max_steps=150)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ, check=True, capture_output=True)
+    return environ, base
+
+
+def run(environ, *overrides, check=True, **kwargs):
+    return subprocess.run([sys.executable, str(RECIPE), *TINY, *overrides], cwd=ROOT, env=environ,
+                          capture_output=True, text=True, check=check, **kwargs)
+
+
+def test_smoke_run_writes_every_output(env):
+    environ, base = env
+    run_dir = base / "smoke"
+    out = run(environ, f"run_dir={run_dir}", "budget.updates=60", "eval.every=30", "checkpoint_every=30")
+    for name in ("config.yaml", "summary.json", "learning_curve.png", "reward_correction.png", "policy.pt",
+                 "checkpoint.pt"):
+        assert (run_dir / name).stat().st_size > 0, name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("final_normalized_score", "best_normalized_score", "union_normalized_score",
+                "expert_normalized_score", "wall_time_s", "updates_per_s"):
+        assert isinstance(summary[key], float) and math.isfinite(summary[key]), key
+    assert summary["run_dir"] == str(run_dir) and summary["updates"] == 60
+    assert "final normalised score" in out.stdout
+    csvs = list((run_dir / "logs").rglob("*.csv"))
+    assert csvs and any("normalized_score" in p.name for p in csvs)
+    policy = torch.load(run_dir / "policy.pt", weights_only=True)
+    assert "actor" in policy and policy["obs_mean"].shape == (11,)
+
+
+def test_sigkill_then_resume_equals_uninterrupted(env):
+    environ, base = env
+    common = ["budget.updates=600", "eval.every=150", "checkpoint_every=150", "seed=7"]
+    whole = base / "whole"
+    run(environ, f"run_dir={whole}", *common)
+    killed = base / "killed"
+    proc = subprocess.Popen([sys.executable, str(RECIPE), *TINY, f"run_dir={killed}", *common], cwd=ROOT,
+                            env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "summary.json").exists(), "the run finished before it could be killed"
+    state = torch.load(killed / "checkpoint.pt", weights_only=True)
+    assert 0 < state["step"] < 600
+    run(environ, f"resume={killed}")
+    a = json.loads((whole / "summary.json").read_text())
+    b = json.loads((killed / "summary.json").read_text())
+    assert a["final_normalized_score"] == b["final_normalized_score"]
+    assert a["best_normalized_score"] == b["best_normalized_score"]
+    ha = torch.load(whole / "checkpoint.pt", weights_only=True)
+    hb = torch.load(killed / "checkpoint.pt", weights_only=True)
+    assert ha["history"] == hb["history"]  # identical on CPU, every logged metric included
+    for (k, v), (k2, v2) in zip(ha["networks"]["actor"].items(), hb["networks"]["actor"].items()):
+        assert k == k2 and torch.equal(v, v2)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("env.name=pong", "Unknown env 'pong'; valid choices are ['halfcheetah', 'hopper', 'walker2d']"),
+        ("reward.name=inverted", "Unknown reward setting 'inverted'; valid choices are"),
+        ("dataset.union=hard", "Unknown dataset level 'hard'"),
+        ("algo.divergence=js", "Unknown divergence 'js'; valid choices are ['chi2', 'kl', 'kl_logmeanexp', 'soft_chi2']"),
+        ("algo.alpha=0", "algo.alpha must be > 0"),
+        ("algo.gamma=1.0", "algo.gamma must lie in (0, 1)"),
+        ("budget.updates=-5", "budget.updates must be > 0"),
+        ("logger.backend=mlflow", "Unknown logger backend"),
+    ],
+)
+def test_bad_config_is_refused_by_validation(override, message):
+    from hydra import compose, initialize_config_dir
+
+    from torchrl_rgm.recipe_support import ConfigError, validate
+
+    with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
+        cfg = compose(config_name="rgm_mujoco", overrides=[override])
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert message in str(err.value)
+
+
+def test_bad_input_fails_before_any_work(env):
+    environ, base = env
+    run_dir = base / "bad"
+    out = run(environ, f"run_dir={run_dir}", "algo.alpha=-1", check=False)
+    assert out.returncode != 0 and "algo.alpha must be > 0" in out.stderr
+    assert not run_dir.exists()
+    out = run(environ, f"run_dir={run_dir}", "env=pong", check=False)
+    assert out.returncode != 0 and "env/pong" in out.stdout + out.stderr
+
+
+def test_batch_larger_than_the_union_is_refused(env):
+    environ, base = env
+    out = run(environ, f"run_dir={base / 'big'}", "algo.batch_size=100000", "budget.updates=5", check=False)
+    assert out.returncode != 0 and "larger than the union" in out.stderr
+
+
+def test_existing_run_dir_is_never_overwritten(env):
+    environ, base = env
+    run_dir = base / "taken"
+    run_dir.mkdir()
+    (run_dir / "keep.txt").write_text("mine")
+    out = run(environ, f"run_dir={run_dir}", "budget.updates=5", check=False)
+    assert out.returncode != 0 and "exists and is not empty" in out.stderr
+    assert (run_dir / "keep.txt").read_text() == "mine" and len(list(run_dir.iterdir())) == 1
