@@ -71,6 +71,6 @@ def plot_reward_correction(true_reward, seen_reward, corrected_reward, path, tit
         ax.set_xlabel("true reward (standardised)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("reward (standardised)")
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.08)
     _save(fig, path)
     return corr

@@ -131,3 +131,19 @@ def test_existing_run_dir_is_never_overwritten(env):
     out = run(environ, f"run_dir={run_dir}", "budget.updates=5", check=False)
     assert out.returncode != 0 and "exists and is not empty" in out.stderr
     assert (run_dir / "keep.txt").read_text() == "mine" and len(list(run_dir.iterdir())) == 1
+
+
+@pytest.mark.parametrize("backend", ["csv", "tensorboard"])
+def test_loggers_write_real_files(tmp_path, backend):
+    from omegaconf import OmegaConf
+
+    from torchrl_rgm.recipe_support import log_metrics, make_logger
+
+    cfg = OmegaConf.create({"logger": {"backend": backend, "project": "p", "offline": True}})
+    logger = make_logger(cfg, tmp_path)
+    log_metrics(logger, {"step": 5, "normalized_score": 42.0, "loss_value": float("nan")}, 5)
+    files = [p for p in (tmp_path / "logs").rglob("*") if p.is_file()]
+    assert files, backend
+    if backend == "csv":
+        text = "".join(p.read_text() for p in files)
+        assert "42.0" in text and "loss_value" not in "".join(p.name for p in files)
