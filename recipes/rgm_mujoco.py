@@ -15,7 +15,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a plain checkout
@@ -64,13 +64,14 @@ def main(cfg: DictConfig) -> dict:
         sampler.load_state_dict(state["sampler"])
         step, history, best = state["step"], state["history"], state["best"]
         torch.set_rng_state(state["torch_rng"])
-    start, start_step, last = time.time(), step, {}
+    start, start_step, eval_time = time.time(), step, 0.0
     bar = tqdm(total=cfg.budget.updates, initial=step, desc="RGM", mininterval=2)
     while step < cfg.budget.updates:
         metrics = update(sampler.sample())
         step += 1
         bar.update(1)
         if step % cfg.eval.every == 0 or step == cfg.budget.updates:
+            t_eval = time.time()
             returns = evaluate(policy, cfg.env.name, cfg.eval.episodes, cfg.eval.num_envs, cfg.eval.seed)
             scores = data.normalized_score(returns)
             last = {"step": step, "return": float(returns.mean()), "normalized_score": float(scores.mean()),
@@ -79,13 +80,15 @@ def main(cfg: DictConfig) -> dict:
             best = max(best, last["normalized_score"])
             rs.log_metrics(logger, last, step)
             bar.set_postfix(score=f"{last['normalized_score']:.1f}")
+            eval_time += time.time() - t_eval
         if step % cfg.checkpoint_every == 0 or step == cfg.budget.updates:
             save_checkpoint(rs.collect_state(nets, update, sampler, step, history, best), ckpt_path)
     bar.close()
     elapsed = time.time() - start
 
     # 6. Report: summary.json, learning curve, reward correction, final policy.
-    summary = rs.report(cfg, data, nets, history, best, elapsed, step - start_step, run_dir, device)
+    summary = rs.report(cfg, data, nets, history, elapsed, (step - start_step) / max(elapsed - eval_time, 1e-9),
+                        run_dir, device)
     print(rs.format_summary(summary))
     return summary
 

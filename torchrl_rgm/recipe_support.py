@@ -215,7 +215,8 @@ def _dataset_score(data, td) -> float:
     return float(np.mean(data.normalized_score(returns)))
 
 
-def report(cfg, data, nets: Networks, history, best, elapsed, updates_done, run_dir: Path, device) -> dict:
+def report(cfg, data, nets: Networks, history, elapsed, updates_per_s, run_dir: Path, device) -> dict:
+    """summary.json (+ plots, final policy). ``updates_per_s`` excludes evaluation time."""
     union_score = _dataset_score(data, data.union[~data.union["is_expert"].squeeze(-1)])
     expert_score = _dataset_score(data, data.expert)
     final = history[-1] if history else {}
@@ -235,7 +236,7 @@ def report(cfg, data, nets: Networks, history, best, elapsed, updates_done, run_
         "union_normalized_score": union_score,
         "expert_normalized_score": expert_score,
         "wall_time_s": elapsed,
-        "updates_per_s": updates_done / elapsed if elapsed > 0 else None,
+        "updates_per_s": updates_per_s,
         "updates": final.get("step"),
         "run_dir": str(run_dir),
         **corr,
