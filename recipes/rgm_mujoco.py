@@ -65,7 +65,7 @@ def main(cfg: DictConfig) -> dict:
         step, history, best = state["step"], state["history"], state["best"]
         torch.set_rng_state(state["torch_rng"])
     start, start_step, eval_time = time.time(), step, 0.0
-    bar = tqdm(total=cfg.budget.updates, initial=step, desc="RGM", mininterval=2)
+    bar = tqdm(total=cfg.budget.updates, initial=step, desc=cfg.algo.name.upper(), mininterval=2)
     while step < cfg.budget.updates:
         metrics = update(sampler.sample())
         step += 1

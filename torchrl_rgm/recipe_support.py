@@ -17,7 +17,7 @@ from .data.envs import ENVS
 from .modules import make_actor, make_discriminator, make_reward_correction_network, make_value_network
 from .objectives import DIVERGENCES, DiscriminatorLoss, RewardCorrectionLoss, RGMLoss
 from .report import plot_learning_curve, plot_reward_correction, write_json
-from .train import RGMUpdate, pretrain_discriminator as _pretrain
+from .train import BCUpdate, RGMUpdate, pretrain_discriminator as _pretrain
 
 CONFIG_NAME = "config.yaml"
 
@@ -37,6 +37,7 @@ def validate(cfg: DictConfig) -> None:
     _choice("dataset level", cfg.dataset.union, LEVELS)
     _choice("expert dataset level", cfg.dataset.expert, LEVELS)
     _choice("reward setting", cfg.reward.name, REWARD_SETTINGS)
+    _choice("algorithm", cfg.algo.name, ["rgm", "bc"])
     _choice("divergence", cfg.algo.divergence, DIVERGENCES)
     _choice("precision", cfg.precision, ["float32", "bfloat16"])
     _choice("logger backend", cfg.logger.backend, ["csv", "tensorboard", "wandb"])
@@ -134,7 +135,8 @@ def build_networks(cfg: DictConfig, data, device) -> Networks:
     obs_dim, act_dim = data.obs_dim, data.action_dim
     value = make_value_network(obs_dim, hidden, device=device)
     actor = make_actor(obs_dim, act_dim, stochastic=cfg.env.stochastic_actor, hidden=hidden, device=device)
-    correction = make_reward_correction_network(obs_dim, act_dim, hidden, device=device) if a.correction else None
+    correction = (make_reward_correction_network(obs_dim, act_dim, hidden, device=device)
+                  if a.correction and a.name == "rgm" else None)
     discriminator = make_discriminator(obs_dim, act_dim, state_only=a.state_only_discriminator, hidden=hidden, device=device)
     common = dict(divergence=a.divergence, alpha=a.alpha, gamma=a.gamma, res_scale=a.res_scale,
                   advantage_clip=a.advantage_clip)
@@ -154,6 +156,9 @@ def correction_lr(cfg: DictConfig) -> float:
 
 def build_update(cfg: DictConfig, nets: Networks, device) -> RGMUpdate:
     compile_on = {"auto": True, True: True, False: False}.get(cfg.compile, bool(cfg.compile))
+    if cfg.algo.name == "bc":
+        return BCUpdate(nets.actor, lr=cfg.algo.actor_lr, total_steps=cfg.budget.updates, compile=compile_on,
+                        compile_mode=cfg.compile_mode, stochastic=cfg.env.stochastic_actor)
     return RGMUpdate(
         nets.rgm_loss, nets.correction_loss, value_lr=cfg.algo.value_lr, value_weight_decay=cfg.algo.value_weight_decay,
         actor_lr=cfg.algo.actor_lr, correction_lr=correction_lr(cfg),
@@ -164,6 +169,8 @@ def build_update(cfg: DictConfig, nets: Networks, device) -> RGMUpdate:
 
 
 def pretrain_discriminator(cfg, nets: Networks, data, generator, device) -> list[float]:
+    if cfg.algo.name == "bc":
+        return []
     return _pretrain(nets.discriminator_loss, data.union, data.expert, steps=cfg.budget.discriminator_steps,
                      batch_size=cfg.algo.batch_size, lr=cfg.algo.discriminator_lr, generator=generator, device=device)
 

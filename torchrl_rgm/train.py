@@ -240,3 +240,40 @@ def save_checkpoint(state: dict, path) -> None:
 
 def load_checkpoint(path) -> dict:
     return torch.load(path, weights_only=True, map_location="cpu")
+
+
+class BCUpdate:
+    """Behaviour cloning on the union with TorchRL's :class:`~torchrl.objectives.BCLoss`.
+
+    The baseline that ignores rewards and experts alike; same interface as :class:`RGMUpdate`.
+    """
+
+    def __init__(self, actor, *, lr: float = 3e-4, total_steps: int = 1_000_000, compile: bool = False,
+                 compile_mode: str | None = None, stochastic: bool = False):
+        from torchrl.objectives import BCLoss
+
+        self.loss = BCLoss(actor, loss_function=None if stochastic else "l2")
+        self.optimizer = torch.optim.Adam(actor.parameters(), lr=lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _cosine(total_steps))
+        self._losses = torch.compile(self._compute, mode=compile_mode, dynamic=False) if compile else self._compute
+
+    def _compute(self, batch):
+        out = self.loss(batch.select("observation", "action"))
+        return out["loss_bc"], out
+
+    def __call__(self, batch):
+        total, metrics = self._losses(batch)
+        total.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return metrics.detach()
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    metrics_to_floats = staticmethod(RGMUpdate.metrics_to_floats)
