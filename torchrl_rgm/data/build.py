@@ -165,7 +165,8 @@ def build_env(env_name: str, levels=LEVELS, scale: float = 1.0, seed: int = 0, n
         "expert": [(load_policy(env_name, "expert"), noise, 1.0)],
         "medium-replay": [(None, 0.0, 0.1)] + [(load_policy(env_name, p.stem), noise, 0.9 / len(replay)) for p in replay],
     }
-    for i, level in enumerate(LEVELS):
+    for level in ("random", "medium", "medium-replay", "expert", "medium-expert"):  # medium-expert reuses two
+        i = LEVELS.index(level)  # the seed of a level does not depend on which others are built
         if level not in levels and not (level in ("medium", "expert") and "medium-expert" in levels):
             continue
         if level == "medium-expert":
