@@ -147,3 +147,17 @@ def test_loggers_write_real_files(tmp_path, backend):
     if backend == "csv":
         text = "".join(p.read_text() for p in files)
         assert "42.0" in text and "loss_value" not in "".join(p.name for p in files)
+
+
+@pytest.mark.parametrize("option,name", [("true_reward", "true"), ("negated", "negated"), ("partial", "partial"),
+                                         ("zero", "zero"), ("sparse", "sparse"), ("noisy", "noisy"),
+                                         ("other_task", "other_task")])
+def test_every_reward_option_composes_and_validates(option, name):
+    from hydra import compose, initialize_config_dir
+
+    from torchrl_rgm.recipe_support import validate
+
+    with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
+        cfg = compose(config_name="rgm_mujoco", overrides=[f"reward={option}", "env=walker2d", "algo=bc"])
+    validate(cfg)
+    assert cfg.reward.name == name and cfg.env.stochastic_actor
