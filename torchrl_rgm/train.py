@@ -25,7 +25,37 @@ def _constant(step: int) -> float:
     return 1.0
 
 
-class RGMUpdate:
+class _OptimizerStep:
+    """One optimiser step on ``self._losses(batch)``: backward, step, zero, schedule; no host sync."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+    def __call__(self, batch: TensorDictBase) -> TensorDictBase:
+        """Update the networks on ``batch``; return the detached losses and diagnostics."""
+        total, metrics = self._losses(batch)
+        total.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return metrics.detach()
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    @staticmethod
+    def metrics_to_floats(metrics: TensorDict) -> dict[str, float]:
+        """One host sync for all metrics (call it every N steps, not every step)."""
+        keys = list(metrics.keys())
+        values = torch.stack([metrics[k].float() for k in keys]).tolist()
+        return dict(zip(keys, values))
+
+
+class RGMUpdate(_OptimizerStep):
     """One RGM update with the discriminator frozen: reward correction + value + actor.
 
     All losses are computed in one pass (:class:`RGMLoss` evaluates ``V`` once on
@@ -120,28 +150,6 @@ class RGMUpdate:
         total = sum(v for k, v in metrics.items() if k.startswith("loss_"))
         return total, metrics
 
-    def __call__(self, batch: TensorDictBase) -> TensorDictBase:
-        """Update all networks on ``batch``; return the detached losses and diagnostics."""
-        total, metrics = self._losses(batch)
-        total.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        return metrics.detach()
-
-    def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-
-    @staticmethod
-    def metrics_to_floats(metrics: TensorDict) -> dict[str, float]:
-        """One host sync for all metrics (call it every N steps, not every step)."""
-        keys = list(metrics.keys())
-        values = torch.stack([metrics[k].float() for k in keys]).tolist()
-        return dict(zip(keys, values))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -242,7 +250,7 @@ def load_checkpoint(path) -> dict:
     return torch.load(path, weights_only=True, map_location="cpu")
 
 
-class BCUpdate:
+class BCUpdate(_OptimizerStep):
     """Behaviour cloning on the union with TorchRL's :class:`~torchrl.objectives.BCLoss`.
 
     The baseline that ignores rewards and experts alike; same interface as :class:`RGMUpdate`.
@@ -260,20 +268,3 @@ class BCUpdate:
     def _compute(self, batch):
         out = self.loss(batch.select("observation", "action"))
         return out["loss_bc"], out
-
-    def __call__(self, batch):
-        total, metrics = self._losses(batch)
-        total.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        return metrics.detach()
-
-    def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-
-    metrics_to_floats = staticmethod(RGMUpdate.metrics_to_floats)

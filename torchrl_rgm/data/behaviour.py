@@ -17,7 +17,6 @@ import argparse
 import copy
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from tensordict.nn import TensorDictModule
 from tqdm import tqdm
 
 from ..modules import _mlp, make_actor
+from ..train import save_checkpoint as atomic_save
 from .envs import ENVS, make_env
 
 POLICY_DIR = Path(__file__).parent / "policies"
@@ -35,18 +35,6 @@ DEFAULT_WORKDIR = Path(os.environ.get("TORCHRL_RGM_CACHE", Path.home() / ".cache
 
 # per-environment step budgets: enough for TD3 to pass the expert targets
 BUDGETS = {"hopper": 400_000, "walker2d": 600_000, "halfcheetah": 350_000}
-
-
-def atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class TD3:
