@@ -36,8 +36,10 @@ class ScalarHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # float32 even under bfloat16 autocast: values and Q-values of a few hundred would be
         # rounded to steps of 1-2 in bfloat16, the size of a reward — TD targets would drown in it.
-        with torch.autocast(x.device.type, enabled=False):
-            return (x.float() @ self.weight + self.bias).unsqueeze(-1)
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return (x.float() @ self.weight + self.bias).unsqueeze(-1)
+        return (x @ self.weight + self.bias).unsqueeze(-1)
 
 
 class _ScalarMLP(nn.Module):
