@@ -230,21 +230,11 @@ def _select_episodes(td: TensorDict, n: int, dataset_id: str) -> TensorDict:
     return td[torch.isin(td.get("episode"), episodes[:n])]
 
 
-def _process(
-    union_id: str,
-    expert_id: str | None = None,
-    *,
-    n_expert_trajectories: int = 1,
-    reward: str = "true",
-    reward_kwargs: dict | None = None,
-    add_expert_to_union: bool = True,
-    absorbing: bool = True,
-    standardize: bool = True,
-    download: bool = True,
-    cache_dir: Path | None = None,
-) -> RGMData:
-    expert_id = expert_id or union_id
-    reward_kwargs = dict(reward_kwargs or {})
+def _process(union_id: str, expert_id: str, *, n_expert_trajectories: int, reward: str, reward_kwargs: dict,
+             add_expert_to_union: bool, absorbing: bool, standardize: bool, download: bool,
+             cache_dir: Path | None) -> RGMData:
+    """The uncached work of :func:`load_rgm_data` (same arguments, all given)."""
+    reward_kwargs = dict(reward_kwargs)
     raw_union = load_transitions(union_id, download=download, cache_dir=cache_dir)
     raw_expert = load_transitions(expert_id, download=download, cache_dir=cache_dir)
     for a, b, what in ((OBS, OBS, "observation"), ("action", "action", "action")):
