@@ -50,6 +50,13 @@ def validate(cfg: DictConfig) -> None:
     for name, value in positive.items():
         if value is None or not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
             raise ConfigError(f"{name} must be > 0, got {value}.")
+    if cfg.compile not in ("auto", True, False):
+        raise ConfigError(f"Unknown compile {cfg.compile!r}; valid choices are ['auto', True, False].")
+    for name in ("value_lr", "actor_lr", "discriminator_lr"):
+        if not cfg.algo[name] > 0:
+            raise ConfigError(f"algo.{name} must be > 0, got {cfg.algo[name]}.")
+    if cfg.algo.correction_lr is not None and not cfg.algo.correction_lr > 0:
+        raise ConfigError(f"algo.correction_lr must be > 0 or null, got {cfg.algo.correction_lr}.")
     if cfg.budget.discriminator_steps < 0:
         raise ConfigError(f"budget.discriminator_steps must be ≥ 0, got {cfg.budget.discriminator_steps}.")
     if cfg.algo.res_scale < 0:
