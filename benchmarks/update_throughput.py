@@ -9,10 +9,7 @@ the figure that matters is the ratio, since the machine is shared and noisy.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import tempfile
 import time
 
 import torch
@@ -26,6 +23,7 @@ from torchrl_rgm.modules import (
     make_value_network,
 )
 from torchrl_rgm.objectives import RewardCorrectionLoss, RGMLoss
+from torchrl_rgm.report import write_json
 from torchrl_rgm.train import RGMUpdate
 
 OBS, ACT, BATCH, HIDDEN = 12, 3, 512, 256
@@ -139,15 +137,6 @@ def time_updates(step, batches, steps: int, device) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def write_json(path: str, payload: dict) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=600, help="timed updates per variant, over all rounds")
@@ -210,7 +199,7 @@ def main(argv=None) -> dict:
     for name, label in labels:
         print(f"{label:<34}{result[name]:>12.1f}{result[name] / naive:>9.2f}x")
     if args.json:
-        write_json(args.json, result)
+        write_json(result, args.json)
     return result
 
 

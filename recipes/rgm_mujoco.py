@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import hydra
-import numpy as np
 import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
@@ -59,10 +58,10 @@ def main(cfg: DictConfig) -> dict:
     # 5. The bilevel loop: one compiled update per step, evaluation every N steps.
     logger = rs.make_logger(cfg, run_dir)
     policy = make_policy_fn(nets.actor, lambda o: data.normalize_observation(o), device)
-    step, history, best = 0, [], -np.inf
+    step, history = 0, []
     if state is not None:
         sampler.load_state_dict(state["sampler"])
-        step, history, best = state["step"], state["history"], state["best"]
+        step, history = state["step"], state["history"]
         torch.set_rng_state(state["torch_rng"])
     start, start_step, eval_time = time.time(), step, 0.0
     bar = tqdm(total=cfg.budget.updates, initial=step, desc=cfg.algo.name.upper(), mininterval=2)
@@ -77,12 +76,11 @@ def main(cfg: DictConfig) -> dict:
             last = {"step": step, "return": float(returns.mean()), "normalized_score": float(scores.mean()),
                     "normalized_score_std": float(scores.std()), **update.metrics_to_floats(metrics)}
             history.append(last)
-            best = max(best, last["normalized_score"])
             rs.log_metrics(logger, last, step)
             bar.set_postfix(score=f"{last['normalized_score']:.1f}")
             eval_time += time.time() - t_eval
         if step % cfg.checkpoint_every == 0 or step == cfg.budget.updates:
-            save_checkpoint(rs.collect_state(nets, update, sampler, step, history, best), ckpt_path)
+            save_checkpoint(rs.collect_state(nets, update, sampler, step, history), ckpt_path)
     bar.close()
     elapsed = time.time() - start
 

@@ -17,7 +17,8 @@ from .data.envs import ENVS
 from .modules import make_actor, make_discriminator, make_reward_correction_network, make_value_network
 from .objectives import DIVERGENCES, DiscriminatorLoss, RewardCorrectionLoss, RGMLoss
 from .report import plot_learning_curve, plot_reward_correction, write_json
-from .train import BCUpdate, RGMUpdate, pretrain_discriminator as _pretrain
+from .objectives.rgm import reward_correction
+from .train import BCUpdate, RGMUpdate, pretrain_discriminator as _pretrain, save_checkpoint
 
 CONFIG_NAME = "config.yaml"
 
@@ -182,7 +183,7 @@ def pretrain_discriminator(cfg, nets: Networks, data, generator, device) -> list
                      batch_size=cfg.algo.batch_size, lr=cfg.algo.discriminator_lr, generator=generator, device=device)
 
 
-def collect_state(nets: Networks, update: RGMUpdate, sampler, step, history, best) -> dict:
+def collect_state(nets: Networks, update: RGMUpdate, sampler, step, history) -> dict:
     return {
         "networks": {k: getattr(nets, k).state_dict() for k in ("value", "actor", "correction", "discriminator")
                      if getattr(nets, k) is not None},
@@ -192,7 +193,6 @@ def collect_state(nets: Networks, update: RGMUpdate, sampler, step, history, bes
         "torch_rng": torch.get_rng_state(),
         "step": step,
         "history": history,
-        "best": best,
     }
 
 
@@ -239,9 +239,8 @@ def report(cfg, data, nets: Networks, history, elapsed, updates_per_s, run_dir: 
     corr = {}
     if nets.correction is not None:
         corr = _reward_correction_figure(cfg, data, nets, run_dir, title, device)
-    torch.save({"actor": nets.actor.state_dict(), "obs_mean": data.obs_mean, "obs_std": data.obs_std},
-               run_dir / "policy.pt.tmp")
-    (run_dir / "policy.pt.tmp").replace(run_dir / "policy.pt")
+    save_checkpoint({"actor": nets.actor.state_dict(), "obs_mean": data.obs_mean, "obs_std": data.obs_std},
+                    run_dir / "policy.pt")
     scores = [h["normalized_score"] for h in history]
     summary = {
         "final_normalized_score": final.get("normalized_score"),
@@ -266,8 +265,7 @@ def _reward_correction_figure(cfg, data, nets: Networks, run_dir, title, device)
     idx = torch.randperm(data.union.shape[0], generator=torch.Generator().manual_seed(0))[:n]
     batch = data.union[idx].to_tensordict().to(device)
     seen = batch["next", "reward"].squeeze(-1)
-    delta = nets.rgm_loss.res_scale * torch.tanh(
-        nets.correction(batch.select(*nets.correction.in_keys))[nets.correction.out_keys[0]]).squeeze(-1)
+    delta = reward_correction(nets.correction, nets.correction.out_keys[0], batch, nets.rgm_loss.res_scale).squeeze(-1)
     true_r = true["next", "reward"][idx].squeeze(-1)
     real = ~batch["absorbing"].squeeze(-1).cpu() if "absorbing" in batch.keys() else torch.ones(n, dtype=torch.bool)
     return plot_reward_correction(true_r[real].numpy(), seen.cpu()[real].numpy(), (seen + delta).cpu()[real].numpy(),

@@ -17,7 +17,9 @@ __all__ = ["write_json", "plot_learning_curve", "plot_reward_correction", "rank_
 
 
 def write_json(payload: dict, path) -> None:
+    """Atomic: a temporary file in the same directory, then renamed."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         json.dump(payload, f, indent=2)

@@ -109,20 +109,12 @@ def policy_action(actor: TensorDictModule, obs: np.ndarray, noise: float, rng: n
     return np.clip(action, -1.0, 1.0)
 
 
-def evaluate(actor, env_name: str, episodes: int = 10, seed: int = 10_000, noise: float = 0.0) -> list[float]:
-    env = make_env(env_name)
-    rng = np.random.default_rng(seed)
-    returns = []
-    for k in range(episodes):
-        obs, _ = env.reset(seed=seed + k)
-        total, done = 0.0, False
-        while not done:
-            obs, r, term, trunc, _ = env.step(policy_action(actor, obs, noise, rng))
-            total += float(r)
-            done = term or trunc
-        returns.append(total)
-    env.close()
-    return returns
+def evaluate(actor, env_name: str, episodes: int = 10, seed: int = 10_000) -> list[float]:
+    """Deterministic returns of a behaviour policy (raw observations: it was trained on them)."""
+    from ..envs import evaluate as evaluate_policy, make_policy_fn
+
+    return evaluate_policy(make_policy_fn(actor, lambda obs: obs), env_name, episodes, num_envs=episodes,
+                           seed=seed).tolist()
 
 
 def train(env_name: str, workdir: Path, total_steps: int, eval_every: int, seed: int,
