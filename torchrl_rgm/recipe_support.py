@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .data import REWARD_SETTINGS, load_rgm_data
+from .data.minari import REWARD_SCALINGS
 from .data.build import LEVELS, build_env, dataset_id
 from .data.envs import ENVS
 from .modules import make_actor, make_discriminator, make_reward_correction_network, make_value_network
@@ -41,6 +42,7 @@ def validate(cfg: DictConfig) -> None:
     _choice("algorithm", cfg.algo.name, ["rgm", "bc"])
     _choice("divergence", cfg.algo.divergence, DIVERGENCES)
     _choice("precision", cfg.precision, ["float32", "bfloat16"])
+    _choice("data.reward_scaling", cfg.data.reward_scaling, REWARD_SCALINGS)
     _choice("logger backend", cfg.logger.backend, ["csv", "tensorboard", "wandb"])
     positive = {
         "algo.alpha": cfg.algo.alpha, "algo.batch_size": cfg.algo.batch_size,
@@ -117,7 +119,8 @@ def load_data(cfg: DictConfig, reward: str | None = None):
     return load_rgm_data(
         union_id, expert_id, n_expert_trajectories=cfg.dataset.n_expert_trajectories,
         reward=reward or cfg.reward.name, reward_kwargs=dict(cfg.reward.kwargs) if reward is None else {},
-        add_expert_to_union=cfg.dataset.add_expert_to_union,
+        add_expert_to_union=cfg.dataset.add_expert_to_union, reward_scaling=cfg.data.reward_scaling,
+        terminal_absorbing_loop=cfg.data.terminal_absorbing_loop,
     )
 
 

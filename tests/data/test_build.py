@@ -63,3 +63,15 @@ def test_shipped_expert_beats_medium_beats_random(env):
     random_return = np.mean([sum(build_mod._episode(build_mod.make_env(env), None, 0.0, np.random.default_rng(k), k, k).rewards)
                              for k in range(3)])
     assert expert > medium > random_return
+
+
+def test_replay_snapshots_cover_the_way_to_medium():
+    from torchrl_rgm.data.behaviour import _replay_snapshots
+
+    # a plateau then a jump: evenly spaced steps would all sit on the plateau
+    returns = [30, 250, 300, 310, 320, 330, 340, 450, 490, 930]
+    chosen = _replay_snapshots(returns, 5)
+    assert chosen == sorted(set(chosen)) and len(chosen) == 5
+    assert chosen[0] == 0 and chosen[-1] == len(returns) - 1  # from the first snapshot to medium
+    assert {7, 8} <= set(chosen)  # the behaviour between the plateau and medium is represented
+    assert _replay_snapshots([10, 20], 5) == [0, 1]

@@ -94,6 +94,26 @@ def test_absorbing_states_as_method_md_says(tiny):
     torch.testing.assert_close(loops["action"], plain["action"][term])
     assert (loops["next", "reward"] == 0).all() and loops["next", "done"].all()
     assert (data.initial_observation[:, -1] == 0).all()
+    # DAC-style: the same transitions, but the self-loop never ends
+    forever = load_rgm_data(tiny, absorbing=True, standardize=False, terminal_absorbing_loop=False).union
+    assert torch.equal(forever["observation"], union["observation"])
+    assert not forever["next", "done"].any()
+
+
+def test_reward_scaling_keeps_the_sign_or_zscores(tiny):
+    raw = load_transitions(tiny)
+    kept = ~(raw["next", "truncated"] & ~raw["next", "terminated"]).squeeze(-1)
+    true_r = raw["next", "reward"][kept]
+    scaled = load_rgm_data(tiny, absorbing=False, reward_scaling="scale")
+    assert scaled.reward_mean == 0.0
+    torch.testing.assert_close(scaled.union["next", "reward"], true_r / true_r.std(), rtol=1e-5, atol=1e-5)
+    assert torch.equal(scaled.union["next", "reward"] > 0, true_r > 0)
+    z = load_rgm_data(tiny, absorbing=False, reward_scaling="zscore").union["next", "reward"]
+    assert abs(z.mean().item()) < 1e-4 and (z < 0).any()
+    none = load_rgm_data(tiny, absorbing=False, reward_scaling="none").union["next", "reward"]
+    torch.testing.assert_close(none, true_r)
+    with pytest.raises(ValueError, match="reward_scaling must be one of"):
+        load_rgm_data(tiny, reward_scaling="minmax")
 
 
 def test_standardisation_and_expert_flag(tiny):

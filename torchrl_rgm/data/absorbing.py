@@ -21,12 +21,16 @@ def absorbing_observation(obs_dim: int, dtype=torch.float32, device=None) -> tor
     return s
 
 
-def add_absorbing_states(td: TensorDictBase) -> TensorDictBase:
+def add_absorbing_states(td: TensorDictBase, *, terminal_loop: bool = True) -> TensorDictBase:
     """Give every observation an indicator dimension and make terminals lead to an absorbing state.
 
     A terminal transition ``(s, a, r, s', done=1)`` becomes ``(s, a, r, s_abs, done=0)`` plus a
-    self-loop ``(s_abs, a, 0, s_abs, done=1)``; other transitions keep their ``s'``. Timeouts
-    must have been dropped first (they are not terminals).
+    self-loop ``(s_abs, a, 0, s_abs, done=d)``; other transitions keep their ``s'``. With
+    ``terminal_loop=True`` (the RGM reference) ``d = 1``, so ``V(s_abs)`` is one step of the
+    absorbing reward; with ``False`` (DAC / ValueDICE) ``d = 0`` and the absorbing state lasts
+    forever, ``V(s_abs) = r_abs / (1 - γ)``: a correction of the absorbing reward then weighs as
+    much as the whole future that termination forfeits. Timeouts must have been dropped first
+    (they are not terminals).
     """
     td = td.clone()
     obs_dim = td.get(OBS).shape[-1]
@@ -44,7 +48,7 @@ def add_absorbing_states(td: TensorDictBase) -> TensorDictBase:
     loops.set(NEXT_OBS, absorbing.expand(n, -1).clone())
     loops.set(("next", "reward"), torch.zeros_like(loops.get(("next", "reward"))))
     for key in (("next", "done"), ("next", "terminated")):
-        loops.set(key, torch.ones_like(loops.get(key)))
+        loops.set(key, torch.full_like(loops.get(key), bool(terminal_loop)))
     td.set("absorbing", torch.zeros(td.shape[0], 1, dtype=torch.bool))
     loops.set("absorbing", torch.ones(n, 1, dtype=torch.bool))
     return torch.cat([td, loops], 0)

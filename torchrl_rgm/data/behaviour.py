@@ -8,8 +8,9 @@ Training keeps its full state (networks, optimisers, replay buffer, RNG, step) i
 evaluated on 10 episodes and its actor saved as a snapshot; ``--export`` then writes the
 shipped checkpoints into ``torchrl_rgm/data/policies/<env>/``: ``expert`` (best snapshot),
 ``medium`` (the first snapshot reaching about a third of the expert's return) and
-``replay_<k>`` (snapshots on the way to medium, rolled out with their exploration noise
-to make ``medium-replay``).
+``replay_<k>`` (snapshots on the way to medium, medium included, whose returns spread evenly
+from the first snapshot's to medium's; rolled out with their exploration noise to make
+``medium-replay``).
 """
 from __future__ import annotations
 
@@ -181,6 +182,22 @@ def train(env_name: str, workdir: Path, total_steps: int, eval_every: int, seed:
     bar.close()
 
 
+def _replay_snapshots(returns: list[float], n: int) -> list[int]:
+    """Indices of ``n`` snapshots whose returns spread evenly from the first to the last one.
+
+    ``returns`` are those of the snapshots up to and including medium. Learning curves have long
+    plateaus and sudden jumps: snapshots evenly spaced in *steps* would all sit on the plateau
+    and leave the dataset without any behaviour between it and medium, so each of ``n`` return
+    levels from the first snapshot's to medium's takes the unused snapshot nearest to it.
+    """
+    n = min(n, len(returns))
+    chosen: list[int] = []
+    for level in np.linspace(returns[0], returns[-1], n):
+        free = [i for i in range(len(returns)) if i not in chosen]
+        chosen.append(min(free, key=lambda i: (abs(returns[i] - level), i)))
+    return sorted(chosen)
+
+
 def export(env_name: str, workdir: Path, out_dir: Path, n_replay: int = 5) -> dict:
     snapshots = sorted((workdir / "snapshots").glob("step_*.pt"))
     if not snapshots:
@@ -190,7 +207,7 @@ def export(env_name: str, workdir: Path, out_dir: Path, n_replay: int = 5) -> di
     expert_return = metas[best]["return"]
     target = expert_return / 3
     medium = next(i for i in range(best + 1) if metas[i]["return"] >= 0.8 * target)
-    replay = np.unique(np.linspace(0, medium, n_replay + 1).round().astype(int)[:-1]).tolist()
+    replay = _replay_snapshots([m["return"] for m in metas[: medium + 1]], n_replay)
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen = {"expert": best, "medium": medium, **{f"replay_{k}": i for k, i in enumerate(replay)}}
     env = make_env(env_name)

@@ -33,6 +33,7 @@ from .rewards import make_reward_transform
 __all__ = ["DatasetNotFoundError", "RGMData", "find_dataset", "load_rgm_data", "load_transitions", "cache_root"]
 
 CACHE_VERSION = 1
+REWARD_SCALINGS = ("zscore", "scale", "none")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -231,8 +232,8 @@ def _select_episodes(td: TensorDict, n: int, dataset_id: str) -> TensorDict:
 
 
 def _process(union_id: str, expert_id: str, *, n_expert_trajectories: int, reward: str, reward_kwargs: dict,
-             add_expert_to_union: bool, absorbing: bool, standardize: bool, download: bool,
-             cache_dir: Path | None) -> RGMData:
+             add_expert_to_union: bool, absorbing: bool, standardize: bool, reward_scaling: str,
+             terminal_absorbing_loop: bool, download: bool, cache_dir: Path | None) -> RGMData:
     """The uncached work of :func:`load_rgm_data` (same arguments, all given)."""
     reward_kwargs = dict(reward_kwargs)
     raw_union = load_transitions(union_id, download=download, cache_dir=cache_dir)
@@ -277,19 +278,23 @@ def _process(union_id: str, expert_id: str, *, n_expert_trajectories: int, rewar
     obs = union.get(OBS)
     if standardize:
         obs_mean, obs_std = obs.mean(0), obs.std(0).clamp(min=1e-3)
-        r = union.get(REWARD)
-        reward_mean, reward_std = r.mean().item(), r.std().item()
-        reward_std = reward_std if reward_std > 1e-6 else 1.0
     else:
         obs_mean, obs_std = torch.zeros(obs.shape[-1]), torch.ones(obs.shape[-1])
-        reward_mean, reward_std = 0.0, 1.0
+    reward_mean, reward_std = 0.0, 1.0
+    if standardize and reward_scaling != "none":
+        r = union.get(REWARD)
+        reward_std = r.std().item()
+        reward_std = reward_std if reward_std > 1e-6 else 1.0
+        if reward_scaling == "zscore":
+            reward_mean = r.mean().item()
     for td in (union, expert):
         td.set(OBS, (td.get(OBS) - obs_mean) / obs_std)
         td.set(NEXT_OBS, (td.get(NEXT_OBS) - obs_mean) / obs_std)
         td.set(REWARD, (td.get(REWARD) - reward_mean) / reward_std)
     initial = (initial - obs_mean) / obs_std
     if absorbing:
-        union, expert = add_absorbing_states(union), add_absorbing_states(expert)
+        union = add_absorbing_states(union, terminal_loop=terminal_absorbing_loop)
+        expert = add_absorbing_states(expert, terminal_loop=terminal_absorbing_loop)
         initial = with_indicator(initial)
 
     meta = raw_union_metadata(union_id, download)
@@ -321,6 +326,8 @@ def load_rgm_data(
     add_expert_to_union: bool = True,
     absorbing: bool = True,
     standardize: bool = True,
+    reward_scaling: str = "zscore",
+    terminal_absorbing_loop: bool = True,
     download: bool = True,
     cache_dir: Path | None = None,
 ) -> RGMData:
@@ -330,12 +337,19 @@ def load_rgm_data(
     the union's own; then those episodes are flagged in the union, not duplicated). The reward
     setting is applied to every transition the learner sees (union and expert) before
     standardisation; timeouts are dropped (not terminals); with ``add_expert_to_union`` (the
-    paper's default) ``D = D^O ∪ D^E``; terminals lead to an absorbing state. The result is
+    paper's default) ``D = D^O ∪ D^E``; terminals lead to an absorbing state (its self-loop
+    terminal or not, see :func:`~torchrl_rgm.data.add_absorbing_states`). With ``standardize``
+    observations are z-scored and rewards scaled by ``reward_scaling``: ``"zscore"`` (the
+    paper: ``(r - mean) / std``), ``"scale"`` (``r / std``: keeps the sign, hence the meaning of
+    termination, which a shift changes whenever episodes can end) or ``"none"``. The result is
     cached under a key of all these arguments and the datasets' fingerprints.
     """
+    if reward_scaling not in REWARD_SCALINGS:
+        raise ValueError(f"reward_scaling must be one of {REWARD_SCALINGS}, got {reward_scaling!r}.")
     expert_id = expert_id or union_id
     args = dict(n_expert_trajectories=n_expert_trajectories, reward=reward, reward_kwargs=dict(reward_kwargs or {}),
-                add_expert_to_union=add_expert_to_union, absorbing=absorbing, standardize=standardize)
+                add_expert_to_union=add_expert_to_union, absorbing=absorbing, standardize=standardize,
+                reward_scaling=reward_scaling, terminal_absorbing_loop=bool(terminal_absorbing_loop))
     prints = [_fingerprint(find_dataset(i, download)) for i in (union_id, expert_id)]
     key = hashlib.sha1(json.dumps([CACHE_VERSION, union_id, expert_id, prints, args], sort_keys=True,
                                   default=repr).encode()).hexdigest()[:16]
