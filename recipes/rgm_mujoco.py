@@ -52,7 +52,8 @@ def main(cfg: DictConfig) -> dict:
         generator = torch.Generator().manual_seed(cfg.seed)
         rs.pretrain_discriminator(cfg, nets, data, generator, device)
         state = None
-    union.set("log_density_ratio", log_density_ratio(nets.discriminator_loss, union, device=device))
+    union.set("log_density_ratio", log_density_ratio(nets.discriminator_loss, union, device=device,
+                                                         normalize=cfg.algo.normalize_density_ratio))
     sampler = TransitionSampler(union, data.initial_observation, cfg.algo.batch_size, seed=cfg.seed, device=device)
 
     # 5. The bilevel loop: one compiled update per step, evaluation every N steps.

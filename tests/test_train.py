@@ -123,3 +123,22 @@ def test_no_host_sync_metrics_are_tensors():
     assert all(isinstance(v, torch.Tensor) and not v.requires_grad for v in metrics.values())
     floats = RGMUpdate.metrics_to_floats(metrics)
     assert set(floats) == set(metrics.keys()) and all(isinstance(v, float) for v in floats.values())
+
+
+def test_log_density_ratio_can_be_calibrated():
+    from tensordict import TensorDict
+    from tensordict.nn import TensorDictModule
+    from torch import nn
+
+    from torchrl_rgm.objectives import DiscriminatorLoss
+    from torchrl_rgm.train import log_density_ratio
+
+    torch.manual_seed(0)
+    net = TensorDictModule(nn.Linear(3, 1), ["observation"], ["logit"])
+    loss = DiscriminatorLoss(net)
+    td = TensorDict({"observation": torch.randn(1000, 3) * 3}, [1000])
+    raw = log_density_ratio(loss, td, chunk=300)
+    calibrated = log_density_ratio(loss, td, chunk=300, normalize=True)
+    assert abs(raw.exp().mean().item() - 1) > 0.1  # an arbitrary logit is not a calibrated ratio
+    assert abs(calibrated.exp().double().mean().item() - 1) < 1e-4
+    torch.testing.assert_close(calibrated - raw, (calibrated - raw)[:1].expand_as(raw))  # one shared shift

@@ -153,7 +153,8 @@ def build_networks(cfg: DictConfig, data, device) -> Networks:
                   advantage_clip=a.advantage_clip)
     rgm_loss = RGMLoss(value, actor, correction, weight_clip=a.weight_clip, normalize_weights=a.normalize_weights,
                        action_dim=act_dim, **common)
-    correction_loss = RewardCorrectionLoss(correction, value, **common) if correction is not None else None
+    correction_loss = (RewardCorrectionLoss(correction, value, normalize_weights=a.correction_normalize_weights, **common)
+                       if correction is not None else None)
     discriminator_loss = DiscriminatorLoss(discriminator, gradient_penalty=a.gradient_penalty)
     return Networks(value, actor, correction, discriminator, rgm_loss, correction_loss, discriminator_loss)
 

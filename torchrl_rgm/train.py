@@ -184,14 +184,23 @@ def pretrain_discriminator(discriminator_loss, union, expert, *, steps: int, bat
 
 
 @torch.no_grad()
-def log_density_ratio(discriminator_loss, td: TensorDictBase, chunk: int = 65536, device="cpu") -> torch.Tensor:
-    """``log d^E/d^D`` for every transition of ``td``, computed once with the frozen discriminator."""
+def log_density_ratio(discriminator_loss, td: TensorDictBase, chunk: int = 65536, device="cpu",
+                      normalize: bool = False) -> torch.Tensor:
+    """``log d^E/d^D`` for every transition of ``td`` (the union ``D``), computed once with the frozen discriminator.
+
+    With ``normalize`` the ratio is calibrated so that ``E_D[d^E/d^D] = 1``, as a density ratio
+    must be: a discriminator trained with a gradient penalty is under-confident (on hopper
+    medium-replay with one expert trajectory its raw ``E_D[rho]`` is about 0.35).
+    """
     keys = list(discriminator_loss.discriminator_network.in_keys)
     out = []
     for start in range(0, td.shape[0], chunk):
         part = td[start:start + chunk].select(*keys).to(device)
         out.append(discriminator_loss.log_density_ratio(part)["log_density_ratio"].cpu())
-    return torch.cat(out, 0)
+    log_ratio = torch.cat(out, 0)
+    if normalize:
+        log_ratio = log_ratio - (torch.logsumexp(log_ratio.double().flatten(), 0) - math.log(log_ratio.numel())).float()
+    return log_ratio
 
 
 class TransitionSampler:

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torch import nn
 
@@ -78,3 +79,42 @@ def test_training_the_correction_moves_the_visitation_towards_the_expert(diverge
     on_expert = d_expert > 1e-3
     corr = np.corrcoef(delta[on_expert], mdp.reward.reshape(-1)[on_expert])[0, 1]
     assert corr > 0, corr
+
+
+def test_normalised_weights_ignore_a_shift_of_the_whole_correction():
+    """With V held fixed, the mass of w cannot really change; the normalised objective sees only its shape.
+
+    For KL a shift of Δr multiplies w = exp(A - 1) by a constant, which the normalisation removes.
+
+    Unnormalised, a w above rho on most of D pushes every Δr down together (the saturation seen on
+    halfcheetah); normalised, the gradient along a uniform shift of Δr is zero.
+    """
+    torch.manual_seed(0)
+    n, obs_dim = 256, 4
+    td = TensorDict({
+        "observation": torch.randn(n, obs_dim), "action": torch.randn(n, 1),
+        ("next", "observation"): torch.randn(n, obs_dim), ("next", "reward"): torch.randn(n, 1),
+        ("next", "done"): torch.zeros(n, 1, dtype=torch.bool),
+        "log_density_ratio": torch.randn(n, 1) - 1.5,  # most transitions under-represented by the expert
+    }, [n])
+    value = TensorDictModule(nn.Linear(obs_dim, 1), ["observation"], ["state_value"])
+    shift = nn.Parameter(torch.zeros(()))
+
+    class Shifted(nn.Module):  # Δr = pre-tanh net + a shared shift
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(obs_dim + 2, 1)
+            self.shift = shift
+
+        def forward(self, obs, action, reward):
+            return self.net(torch.cat([obs, action, reward], -1)) + self.shift
+
+    correction = TensorDictModule(Shifted(), ["observation", "action", ("next", "reward")], ["logit"])
+    grads = {}
+    for normalize in (True, False):
+        loss = RewardCorrectionLoss(correction, value, divergence="kl", normalize_weights=normalize)
+        shift.grad = None
+        loss(td.clone())["loss_reward_correction"].backward()
+        grads[normalize] = shift.grad.item()
+    # a pure shift of the pre-tanh output is not exactly a shift of Δr (tanh), so compare sizes
+    assert abs(grads[True]) < 0.1 * abs(grads[False]), grads

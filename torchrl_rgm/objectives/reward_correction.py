@@ -57,6 +57,12 @@ class RewardCorrectionLoss(LossModule):
         log_ratio_clip (float or None): clamp of ``|log d^E/d^D|`` that keeps
             ``rho f(w / rho)`` finite for ``f = chi2``. Default 20 (a numerical guard;
             the paper has none).
+        normalize_weights (bool): divide ``w`` by its batch mean before comparing it with
+            ``rho`` (the gradient flows through the mean), so that only the *shape* of the
+            induced visitation is matched: its mass is set by the Bellman flow, which ``Δr``
+            cannot change with ``V`` held fixed. Pair it with a calibrated ratio,
+            ``E_D[rho] = 1`` (:func:`torchrl_rgm.train.log_density_ratio` with
+            ``normalize=True``). Default True; ``False`` is the paper's literal objective.
         reuse (bool): reuse the entries written by :class:`RGMLoss`. Default True.
     """
 
@@ -95,6 +101,7 @@ class RewardCorrectionLoss(LossModule):
         res_scale: float = 3.0,
         advantage_clip: float | None = 10.0,
         log_ratio_clip: float | None = 20.0,
+        normalize_weights: bool = True,
         reuse: bool = True,
     ):
         super().__init__()
@@ -103,6 +110,7 @@ class RewardCorrectionLoss(LossModule):
             advantage_clip=advantage_clip,
         )
         self.log_ratio_clip = check_optional_positive("log_ratio_clip", log_ratio_clip)
+        self.normalize_weights = bool(normalize_weights)
         self.reuse = bool(reuse)
         self.reward_correction_network = reward_correction_network
         # V is not trained here: keep it out of this loss's parameters.
@@ -151,12 +159,20 @@ class RewardCorrectionLoss(LossModule):
         if self.log_ratio_clip is not None:
             log_ratio = log_ratio.clamp(-self.log_ratio_clip, self.log_ratio_clip)
         clipped_adv = advantage if self.advantage_clip is None else advantage.clamp(max=self.advantage_clip)
+        raw_mean = weight.mean()
+        if self.normalize_weights:
+            # compare the *shape* of w d^D with d^E: its mass is fixed by the Bellman flow, which
+            # Δr cannot change with V held fixed; unnormalised, a w above ρ on most of D pushes
+            # every Δr down together until tanh saturates while V chases the shift.
+            mean = raw_mean.clamp(min=1e-30)
+            weight = weight / mean
+            clipped_adv = clipped_adv - mean.log()
         loss = self.divergence.expert_divergence(weight, log_ratio, clipped_adv).mean()
         return TensorDict(
             {
                 "loss_reward_correction": loss,
                 "reward_correction_abs": delta_r.abs().mean().detach(),
-                "visitation_weight_mean": weight.mean().detach(),
+                "visitation_weight_mean": raw_mean.detach(),
             },
             [],
         )
