@@ -74,7 +74,7 @@ def main(argv=None) -> dict:
         n = out.union.shape[0]
 
     print(f"{args.transitions} transitions ({n} in the processed union with absorbing states)")
-    print(f"| step | seconds |\n|---|---:|")
+    print("| step | seconds |\n|---|---:|")
     for what, s in rows:
         print(f"| {what} | {s:.2f} |")
     result = {"transitions": args.transitions, "seconds": {w: s for w, s in rows}}
