@@ -62,7 +62,7 @@ class RewardCorrectionLoss(LossModule):
             induced visitation is matched: its mass is set by the Bellman flow, which ``Δr``
             cannot change with ``V`` held fixed. Pair it with a calibrated ratio,
             ``E_D[rho] = 1`` (:func:`torchrl_rgm.train.log_density_ratio` with
-            ``normalize=True``). Default True; ``False`` is the paper's literal objective.
+            ``normalize=True``). Default True; ``False`` keeps ``w`` unnormalised, as the paper writes it.
         reuse (bool): reuse the entries written by :class:`RGMLoss`. Default True.
     """
 
