@@ -101,13 +101,18 @@ class NaiveRGM:
         return {"loss_value": loss_v.item(), "loss_reward_correction": loss_r.item(), "loss_actor": loss_pi.item()}
 
 
-def package_update(device, compile: bool, autocast_dtype=None) -> RGMUpdate:
-    value = make_value_network(OBS, device=device)
-    correction = make_reward_correction_network(OBS, ACT, device=device)
-    actor = make_actor(OBS, ACT, device=device)
+def package_update(device, compile: bool, autocast_dtype=None, compile_mode=None, seed=None) -> RGMUpdate:
+    """The package's update. Networks are built on the CPU and moved, so that one ``seed`` gives
+    the same initial weights on every device (``benchmarks/cuda_check.py`` compares them)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    value = make_value_network(OBS).to(device)
+    correction = make_reward_correction_network(OBS, ACT).to(device)
+    actor = make_actor(OBS, ACT).to(device)
     rgm = RGMLoss(value, actor, correction, alpha=ALPHA, gamma=GAMMA, res_scale=RES_SCALE)
     upper = RewardCorrectionLoss(correction, value, alpha=ALPHA, gamma=GAMMA, res_scale=RES_SCALE)
-    return RGMUpdate(rgm, upper, compile=compile, device=device, autocast_dtype=autocast_dtype)
+    return RGMUpdate(rgm, upper, compile=compile, compile_mode=compile_mode, device=device,
+                     autocast_dtype=autocast_dtype)
 
 
 def precompute_log_ratio(data: TensorDict, device) -> TensorDict:
