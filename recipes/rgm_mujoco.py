@@ -38,9 +38,9 @@ def main(cfg: DictConfig) -> dict:
     data = rs.load_data(cfg)
     print(rs.describe_data(data))
 
-    # 3. Networks and losses (discriminator, upper level Δr, lower level V + actor).
+    # 3. Networks and losses (discriminator, upper level Δr, lower level V + actor; or a baseline's).
     nets = rs.build_networks(cfg, data, device)
-    update = rs.build_update(cfg, nets, device)
+    update = rs.build_update(cfg, nets, device, data)
     ckpt_path = run_dir / "checkpoint.pt"
 
     # 4. Discriminator: pre-train, freeze, compute log d^E/d^D once per union transition.
@@ -54,6 +54,8 @@ def main(cfg: DictConfig) -> dict:
         state = None
     union.set("log_density_ratio", log_density_ratio(nets.discriminator_loss, union, device=device,
                                                          normalize=cfg.algo.normalize_density_ratio))
+    if cfg.algo.name == "smodice":  # SMODICE's reward is the discriminator's log-ratio, not the dataset's
+        union.set(("next", "reward"), union.get("log_density_ratio").clone())
     sampler = TransitionSampler(union, data.initial_observation, cfg.algo.batch_size, seed=cfg.seed, device=device)
 
     # 5. The bilevel loop: one compiled update per step, evaluation every N steps.

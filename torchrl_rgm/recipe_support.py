@@ -19,9 +19,14 @@ from .modules import make_actor, make_discriminator, make_reward_correction_netw
 from .objectives import DIVERGENCES, DiscriminatorLoss, RewardCorrectionLoss, RGMLoss
 from .report import plot_learning_curve, plot_reward_correction, write_json
 from .objectives.rgm import reward_correction
+from .baselines import IQLUpdate, TD3BCUpdate, WeightedBCUpdate, make_qvalue_network
 from .train import BCUpdate, RGMUpdate, pretrain_discriminator as _pretrain, save_checkpoint
 
 CONFIG_NAME = "config.yaml"
+ALGOS = ("rgm", "smodice", "dwbc", "bc", "iql", "td3bc")
+REWARD_AGNOSTIC = ("bc", "smodice", "dwbc")  # ignore the dataset's reward: one run per env and dataset
+USES_DISCRIMINATOR = ("rgm", "smodice", "dwbc")
+ACTORS = {"iql": "stochastic", "td3bc": "deterministic"}  # what the algorithm needs; others follow algo.actor
 
 
 class ConfigError(ValueError):
@@ -39,7 +44,12 @@ def validate(cfg: DictConfig) -> None:
     _choice("dataset level", cfg.dataset.union, LEVELS)
     _choice("expert dataset level", cfg.dataset.expert, LEVELS)
     _choice("reward setting", cfg.reward.name, REWARD_SETTINGS)
-    _choice("algorithm", cfg.algo.name, ["rgm", "bc"])
+    _choice("algorithm", cfg.algo.name, ALGOS)
+    _choice("algo.actor", cfg.algo.actor, ["auto", "deterministic", "stochastic"])
+    needed = ACTORS.get(cfg.algo.name)
+    if needed and cfg.algo.actor not in ("auto", needed):
+        raise ConfigError(f"algo={cfg.algo.name} needs a {needed} actor; got algo.actor={cfg.algo.actor}. "
+                          f"Use algo.actor={needed} (or auto).")
     _choice("divergence", cfg.algo.divergence, DIVERGENCES)
     _choice("precision", cfg.precision, ["float32", "bfloat16"])
     _choice("data.reward_scaling", cfg.data.reward_scaling, REWARD_SCALINGS)
@@ -141,11 +151,17 @@ class Networks:
     discriminator_loss: DiscriminatorLoss
 
 
+def stochastic_actor(cfg: DictConfig) -> bool:
+    """The actor the algorithm trains: what it needs (IQL, TD3+BC), else ``algo.actor``, else the env's."""
+    kind = ACTORS.get(cfg.algo.name, cfg.algo.actor)
+    return bool(cfg.env.stochastic_actor) if kind == "auto" else kind == "stochastic"
+
+
 def build_networks(cfg: DictConfig, data, device) -> Networks:
     a, hidden = cfg.algo, tuple(cfg.algo.hidden)
     obs_dim, act_dim = data.obs_dim, data.action_dim
     value = make_value_network(obs_dim, hidden, device=device)
-    actor = make_actor(obs_dim, act_dim, stochastic=cfg.env.stochastic_actor, hidden=hidden, device=device)
+    actor = make_actor(obs_dim, act_dim, stochastic=stochastic_actor(cfg), hidden=hidden, device=device)
     correction = (make_reward_correction_network(obs_dim, act_dim, hidden, device=device)
                   if a.correction and a.name == "rgm" else None)
     discriminator = make_discriminator(obs_dim, act_dim, state_only=a.state_only_discriminator, hidden=hidden, device=device)
@@ -166,11 +182,28 @@ def correction_lr(cfg: DictConfig) -> float:
     return 3e-7 * 1e6 / cfg.budget.updates
 
 
-def build_update(cfg: DictConfig, nets: Networks, device) -> RGMUpdate:
-    compile_on = {"auto": True, True: True, False: False}.get(cfg.compile, bool(cfg.compile))
-    if cfg.algo.name == "bc":
-        return BCUpdate(nets.actor, lr=cfg.algo.actor_lr, total_steps=cfg.budget.updates, compile=compile_on,
-                        compile_mode=cfg.compile_mode, stochastic=cfg.env.stochastic_actor)
+def build_update(cfg: DictConfig, nets: Networks, device, data=None):
+    """The update step of ``cfg.algo.name``; all share the interface of :class:`RGMUpdate`.
+
+    ``compile: auto`` compiles every algorithm except TD3+BC, whose compiled step measured slower
+    than eager here (``benchmarks/update_throughput.py``).
+    """
+    a, name = cfg.algo, cfg.algo.name
+    compile_on = cfg.compile is True or (cfg.compile == "auto" and name != "td3bc")
+    common = dict(total_steps=cfg.budget.updates, compile=compile_on, compile_mode=cfg.compile_mode)
+    if name == "bc":
+        return BCUpdate(nets.actor, lr=a.actor_lr, stochastic=stochastic_actor(cfg), **common)
+    if name == "dwbc":
+        return WeightedBCUpdate(nets.actor, weight_clip=a.weight_clip, lr=a.actor_lr,
+                                stochastic=stochastic_actor(cfg), **common)
+    if name in ("iql", "td3bc"):
+        qvalue = make_qvalue_network(data.obs_dim, data.action_dim, tuple(a.hidden), device=device)
+        if name == "iql":
+            return IQLUpdate(nets.actor, qvalue, nets.value, expectile=a.expectile, temperature=a.temperature,
+                             gamma=a.gamma, tau=a.tau, lr=a.value_lr, actor_lr=a.actor_lr, **common)
+        return TD3BCUpdate(nets.actor, qvalue, alpha=a.td3_alpha, policy_noise=a.policy_noise,
+                           noise_clip=a.noise_clip, policy_delay=a.policy_delay, gamma=a.gamma, tau=a.tau,
+                           actor_lr=a.actor_lr, critic_lr=a.value_lr, **common)
     return RGMUpdate(
         nets.rgm_loss, nets.correction_loss, value_lr=cfg.algo.value_lr, value_weight_decay=cfg.algo.value_weight_decay,
         actor_lr=cfg.algo.actor_lr, correction_lr=correction_lr(cfg),
@@ -181,7 +214,7 @@ def build_update(cfg: DictConfig, nets: Networks, device) -> RGMUpdate:
 
 
 def pretrain_discriminator(cfg, nets: Networks, data, generator, device) -> list[float]:
-    if cfg.algo.name == "bc":
+    if cfg.algo.name not in USES_DISCRIMINATOR:
         return []
     return _pretrain(nets.discriminator_loss, data.union, data.expert, steps=cfg.budget.discriminator_steps,
                      batch_size=cfg.algo.batch_size, lr=cfg.algo.discriminator_lr, generator=generator, device=device)

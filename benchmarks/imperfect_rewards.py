@@ -1,0 +1,472 @@
+"""The imperfect-reward study: env × dataset × reward setting × algorithm × seed, run as Ray tasks.
+
+    python benchmarks/imperfect_rewards.py --quick              # hopper + walker2d, ~2 h on 2 cores
+    python benchmarks/imperfect_rewards.py --full --address auto   # the paper-sized grid on a Ray cluster
+    python benchmarks/imperfect_rewards.py --quick --report-only   # table and plot from the CSV
+
+Every run is ``recipes/rgm_mujoco.py`` in a subprocess (its own process, its share of threads),
+so a crash is one failed row, not a dead grid. One row per run lands in the CSV as soon as the
+run ends (atomic rewrite): an interrupted grid resumes, skipping the rows present (``--retry-failed``
+re-runs the failed ones) and continuing half-done runs from their last checkpoint. Algorithms that
+ignore the reward (bc, smodice, dwbc) run once per env and dataset (reward column ``any``).
+
+Outputs: the CSV, ``<csv stem>.md`` (mean ± 95% bootstrap CI per cell, IQM over tasks per reward
+setting, the targets), ``<csv stem>.png`` and ``<csv stem>.spec.json`` (the settings the rows were
+produced with; resuming with other settings is refused).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from torchrl_rgm.recipe_support import ALGOS, REWARD_AGNOSTIC  # noqa: E402
+
+COLUMNS = ["env", "dataset", "reward", "algo", "seed", "final_score", "best_score", "wall_s", "status", "error"]
+KEY = ("env", "dataset", "reward", "algo", "seed")
+ENVS = ("hopper", "walker2d", "halfcheetah")
+DATASETS = ("random", "medium", "medium-replay", "medium-expert")
+REWARDS = ("true", "partial", "negated", "zero", "sparse", "noisy", "other_task")
+ANY = "any"  # reward column of the algorithms that ignore the reward
+
+GRIDS = {
+    # ~2 h on this 2-core machine (2 runs at a time, one thread each); budgets in README.
+    "quick": dict(envs=["hopper", "walker2d"], datasets=["medium-replay"], rewards=["true", "negated", "partial", "zero"],
+                  algos=list(ALGOS), seeds=3, updates=8000, eval_every=4000, eval_episodes=10,
+                  discriminator_steps=1000),
+    # The paper's MuJoCo grid (1M updates, 5 seeds): for a cluster (--address).
+    "full": dict(envs=list(ENVS), datasets=list(DATASETS), rewards=list(REWARDS), algos=list(ALGOS), seeds=5,
+                 updates=1_000_000, eval_every=5000, eval_episodes=10, discriminator_steps=2000),
+}
+
+
+class GridError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Cell:
+    env: str
+    dataset: str
+    reward: str
+    algo: str
+    seed: int
+
+    @property
+    def key(self) -> tuple:
+        return (self.env, self.dataset, self.reward, self.algo, str(self.seed))
+
+    @property
+    def name(self) -> str:
+        return f"{self.env}-{self.dataset}-{self.reward}-{self.algo}-s{self.seed}"
+
+
+def _check(kind: str, values, valid) -> None:
+    bad = [v for v in values if v not in valid]
+    if bad:
+        raise GridError(f"Unknown {kind} {bad}; valid {kind}s are {sorted(valid)}.")
+    if not values:
+        raise GridError(f"The grid has no {kind}; give at least one of {sorted(valid)}.")
+
+
+def make_cells(envs, datasets, rewards, algos, seeds: int) -> list[Cell]:
+    """Every run of the grid; unknown names fail here, before anything runs, listing the valid ones."""
+    _check("env", envs, ENVS)
+    _check("dataset", datasets, DATASETS)
+    _check("reward", rewards, REWARDS)
+    _check("algo", algos, ALGOS)
+    if seeds < 1:
+        raise GridError(f"seeds must be ≥ 1, got {seeds}.")
+    cells = []
+    for env in envs:
+        for dataset in datasets:
+            for algo in algos:
+                for reward in ([ANY] if algo in REWARD_AGNOSTIC else rewards):
+                    cells.extend(Cell(env, dataset, reward, algo, s) for s in range(seeds))
+    return cells
+
+
+def recipe_overrides(cell: Cell, spec: dict) -> list[str]:
+    reward = "true" if cell.reward == ANY else cell.reward  # ignored by these algorithms
+    return [
+        f"env={cell.env}", f"dataset={cell.dataset.replace('-', '_')}",
+        f"reward={'true_reward' if reward == 'true' else reward}", f"algo={cell.algo}", f"seed={cell.seed}",
+        f"budget.updates={spec['updates']}", f"eval.every={spec['eval_every']}",
+        f"eval.episodes={spec['eval_episodes']}", f"checkpoint_every={spec['eval_every']}",
+        f"budget.discriminator_steps={spec['discriminator_steps']}", *spec.get("overrides", []),
+    ]
+
+
+def run_cell(cell: Cell, spec: dict, out_dir: str, threads: int, root: str | None = None,
+             timeout: float | None = None) -> dict:
+    """One run of the recipe in a subprocess; returns its CSV row (never raises for a failed run)."""
+    root = Path(root or os.getcwd())
+    run_dir = Path(out_dir) / cell.name
+    row = {**asdict(cell), "final_score": "", "best_score": "", "wall_s": "", "status": "failed", "error": ""}
+    if not (run_dir / "summary.json").exists():
+        if (run_dir / "checkpoint.pt").exists():
+            args = [f"resume={run_dir}"]  # an interrupted run continues from its last checkpoint
+        else:
+            if run_dir.exists():  # the grid's own run that died before its first checkpoint: nothing to keep
+                shutil.rmtree(run_dir)
+            args = [*recipe_overrides(cell, spec), f"run_dir={run_dir}"]
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), RL_WARNINGS="0")
+        start = time.time()
+        try:
+            proc = subprocess.run([sys.executable, str(root / "recipes" / "rgm_mujoco.py"), *args], cwd=root,
+                                  env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            row["error"] = f"timed out after {timeout:.0f} s"
+            row["wall_s"] = f"{time.time() - start:.1f}"
+            return row
+        if proc.returncode != 0:
+            lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+            row["error"] = (lines[-1] if lines else f"exit status {proc.returncode}")[:300]
+            row["wall_s"] = f"{time.time() - start:.1f}"
+            return row
+        wall = time.time() - start
+    else:
+        wall = None
+    summary = json.loads((run_dir / "summary.json").read_text())
+    row.update(final_score=f"{summary['final_normalized_score']:.3f}",
+               best_score=f"{summary['best_normalized_score']:.3f}",
+               wall_s=f"{wall if wall is not None else summary['wall_time_s']:.1f}", status="ok")
+    return row
+
+
+# ------------------------------------------------------------------------------------------------
+# CSV (atomic rewrite after every run) and the grid's spec
+# ------------------------------------------------------------------------------------------------
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and set(rows[0]) != set(COLUMNS):
+        raise GridError(f"{path} has columns {list(rows[0])}, expected {COLUMNS}: not this benchmark's CSV.")
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(sorted(rows, key=lambda r: tuple(r[k] for k in KEY)))
+    tmp.replace(path)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def check_spec(path: Path, spec: dict, rows: list[dict]) -> None:
+    """Rows already in the CSV must come from the same budget and overrides as the runs to add."""
+    budget = {k: spec[k] for k in ("updates", "eval_every", "eval_episodes", "discriminator_steps", "overrides")}
+    if path.exists() and rows:
+        old = json.loads(path.read_text())
+        if old != budget:
+            raise GridError(f"{path} says the CSV's rows were produced with {old}, but this grid uses {budget}: "
+                            "pass the same settings to resume, or another --csv.")
+    _atomic_text(path, json.dumps(budget, indent=1) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------
+# Statistics: mean ± 95% percentile bootstrap CI per cell; IQM over tasks with a stratified bootstrap
+# ------------------------------------------------------------------------------------------------
+
+
+def iqm(x) -> float:
+    """Interquartile mean: the mean of the middle 50% (scipy's ``trim_mean(x, 0.25)``, as rliable)."""
+    from scipy.stats import trim_mean
+
+    return float(trim_mean(np.asarray(x, dtype=float).ravel(), 0.25))
+
+
+def bootstrap_ci(groups: list, statistic, n: int = 5000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile CI of ``statistic(concatenated groups)``, resampling runs within each group (stratified).
+
+    With one group this is the ordinary percentile bootstrap of ``statistic``.
+    """
+    rng = np.random.default_rng(seed)
+    groups = [np.asarray(g, dtype=float) for g in groups]
+    stats = np.empty(n)
+    for i in range(n):
+        stats[i] = statistic(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups]))
+    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def _scores(rows, **match) -> np.ndarray:
+    return np.array([float(r["final_score"]) for r in rows if r["status"] == "ok"
+                     and all(r[k] == v for k, v in match.items())])
+
+
+def _fmt(x: np.ndarray) -> str:
+    if len(x) == 0:
+        return "–"
+    lo, hi = bootstrap_ci([x], np.mean)
+    return f"{x.mean():.1f} [{lo:.1f}, {hi:.1f}]"
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Per reward setting and algorithm: scores grouped by task (env, dataset), for IQM and targets."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    tasks = sorted({(r["env"], r["dataset"]) for r in ok})
+    rewards = [w for w in REWARDS if any(r["reward"] == w for r in ok)]
+    algos = [a for a in ALGOS if any(r["algo"] == a for r in ok)]
+    out = {}
+    for reward in rewards:
+        for algo in algos:
+            col = ANY if algo in REWARD_AGNOSTIC else reward
+            groups = [g for g in (_scores(ok, env=e, dataset=d, reward=col, algo=algo) for e, d in tasks) if len(g)]
+            if groups:
+                allx = np.concatenate(groups)
+                out[(reward, algo)] = dict(groups=groups, mean=float(allx.mean()), iqm=iqm(allx),
+                                           iqm_ci=bootstrap_ci(groups, iqm), n=len(allx))
+    return out
+
+
+# (baseline, required margin, strict): RGM − baseline must be ≥ margin (> margin if strict).
+TARGETS = (("iql", 10.0, False), ("td3bc", 10.0, False), ("bc", 0.0, True), ("smodice", 0.0, False))
+
+
+def target_lines(summary: dict) -> list[str]:
+    """The issue's targets: RGM (negated, partial) − baseline, mean over tasks and seeds."""
+    lines = []
+    for reward in ("negated", "partial"):
+        if (reward, "rgm") not in summary:
+            continue
+        rgm = summary[(reward, "rgm")]["mean"]
+        for algo, margin, strict in TARGETS:
+            if (reward, algo) in summary:
+                gap = rgm - summary[(reward, algo)]["mean"]
+                met = gap > margin if strict else gap >= margin
+                need = f"{'>' if strict else '≥'} {margin:+.0f}"
+                lines.append(f"| {reward} | rgm − {algo} | {gap:+.1f} | {need} | {'met' if met else 'missed'} |")
+    return lines
+
+
+def markdown(rows: list[dict], spec: dict) -> str:
+    ok = [r for r in rows if r["status"] == "ok"]
+    failed = [r for r in rows if r["status"] != "ok"]
+    algos = [a for a in ALGOS if any(r["algo"] == a for r in ok)]
+    tasks = sorted({(r["env"], r["dataset"]) for r in ok})
+    rewards = [w for w in REWARDS if any(r["reward"] == w for r in ok)]
+    out = [
+        "# Imperfect-reward study",
+        "",
+        f"Final normalised score (×100, {spec['eval_episodes']}-episode evaluation at the end of training), "
+        f"{spec['updates']} updates, "
+        f"{len(ok)} runs ok, {len(failed)} failed. Cells: mean [95% bootstrap CI] over seeds. bc, smodice and dwbc "
+        "ignore the reward: one set of runs per task, repeated in every reward row (†).",
+        "",
+        "| env | dataset | reward | " + " | ".join(algos) + " |",
+        "|---|---|---|" + "---:|" * len(algos),
+    ]
+    for env, dataset in tasks:
+        for reward in rewards:
+            cells = []
+            for a in algos:
+                x = _scores(ok, env=env, dataset=dataset, reward=ANY if a in REWARD_AGNOSTIC else reward, algo=a)
+                cells.append(_fmt(x) + (" †" if a in REWARD_AGNOSTIC and len(x) else ""))
+            out.append(f"| {env} | {dataset} | {reward} | " + " | ".join(cells) + " |")
+    summary = summarise(rows)
+    out += ["", "IQM over tasks and seeds [95% stratified bootstrap CI] (mean in parentheses):", "",
+            "| reward | " + " | ".join(algos) + " |", "|---|" + "---:|" * len(algos)]
+    for reward in rewards:
+        cells = []
+        for a in algos:
+            s = summary.get((reward, a))
+            cells.append("–" if s is None else f"{s['iqm']:.1f} [{s['iqm_ci'][0]:.1f}, {s['iqm_ci'][1]:.1f}] ({s['mean']:.1f})")
+        out.append(f"| {reward} | " + " | ".join(cells) + " |")
+    targets = target_lines(summary)
+    if targets:
+        out += ["", "Targets (mean over tasks and seeds):", "", "| reward | comparison | gap | target | |",
+                "|---|---|---:|---|---|", *targets]
+    if failed:
+        out += ["", "Failed runs:", ""] + [f"- {r['env']} {r['dataset']} {r['reward']} {r['algo']} s{r['seed']}: "
+                                           f"{r['error']}" for r in failed]
+    return "\n".join(out) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = summarise(rows)
+    rewards = [w for w in REWARDS if any(k[0] == w for k in summary)]
+    algos = [a for a in ALGOS if any(k[1] == a for k in summary)]
+    if not rewards:
+        return
+    fig, ax = plt.subplots(figsize=(1.9 * len(rewards) + 2, 3.6))
+    width = 0.8 / max(len(algos), 1)
+    for j, algo in enumerate(algos):
+        xs, ys, errs = [], [], [[], []]
+        for i, reward in enumerate(rewards):
+            s = summary.get((reward, algo))
+            if s is None:
+                continue
+            xs.append(i + (j - (len(algos) - 1) / 2) * width)
+            ys.append(s["iqm"])
+            errs[0].append(s["iqm"] - s["iqm_ci"][0])
+            errs[1].append(s["iqm_ci"][1] - s["iqm"])
+        ax.bar(xs, ys, width, yerr=errs, capsize=2, label=algo + (" †" if algo in REWARD_AGNOSTIC else ""))
+    ax.set_xticks(range(len(rewards)), rewards)
+    ax.set_ylabel("normalised score (IQM, 95% CI)")
+    ax.set_title("Imperfect rewards: " + ", ".join(sorted({f"{r['env']} {r['dataset']}" for r in rows
+                                                          if r["status"] == "ok"})), fontsize=9)
+    ax.legend(fontsize=8, ncol=2)
+    ax.axhline(0, color="k", lw=0.5)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def report(csv_path: Path, spec: dict) -> str:
+    rows = read_rows(csv_path)
+    text = markdown(rows, spec)
+    _atomic_text(csv_path.with_suffix(".md"), text)
+    plot(rows, csv_path.with_suffix(".png"))
+    return text
+
+
+# ------------------------------------------------------------------------------------------------
+# The grid on Ray
+# ------------------------------------------------------------------------------------------------
+
+
+def prebuild(cells: list[Cell], spec: dict) -> None:
+    """Build missing local datasets once, before parallel runs could race to build the same one."""
+    import minari
+
+    from torchrl_rgm.data.build import build_env, dataset_id
+
+    if any(o.startswith("dataset.namespace=") and o != "dataset.namespace=rgm" for o in spec.get("overrides", [])):
+        return
+    local = set(minari.list_local_datasets())
+    for env in sorted({c.env for c in cells}):
+        levels = sorted({c.dataset for c in cells if c.env == env} | {"expert"})
+        missing = [lv for lv in levels if dataset_id(env, lv) not in local]
+        if missing:
+            print(f"building {[dataset_id(env, lv) for lv in missing]}", flush=True)
+            build_env(env, levels=missing)
+
+
+def run_grid(cells: list[Cell], spec: dict, csv_path: Path, out_dir: Path, *, address: str | None = None,
+             num_cpus: int | None = None, threads: int = 1, retry_failed: bool = False,
+             timeout: float | None = None, log=print) -> list[dict]:
+    import ray
+
+    rows = read_rows(csv_path)
+    check_spec(csv_path.with_suffix(".spec.json"), spec, rows)
+    done = {tuple(r[k] for k in KEY) for r in rows if r["status"] == "ok" or not retry_failed}
+    # Seed-major order: an interrupted grid has whole seeds of every cell, not all seeds of a few.
+    todo = sorted((c for c in cells if c.key not in done), key=lambda c: (c.seed, c.env, c.dataset, c.algo, c.reward))
+    log(f"{len(cells)} runs in the grid, {len(cells) - len(todo)} already in {csv_path}, {len(todo)} to run")
+    if not todo:
+        return rows
+    if address is None:
+        prebuild(todo, spec)
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"RL_WARNINGS": "0"}})
+        root = str(ROOT)
+    else:  # a cluster: ship the checkout; datasets are built on each node by the recipe if missing
+        ray.init(address=address, runtime_env={"working_dir": str(ROOT), "excludes": [
+            ".git", ".venv", ".ci-venv", "outputs", "docs/_build", "*.whl", ".whl"]})
+        root = None
+    try:
+        task = ray.remote(num_cpus=threads, max_retries=0)(run_cell)
+        pending = {task.remote(c, spec, str(out_dir.resolve()) if address is None else str(out_dir), threads, root,
+                               timeout): c for c in todo}
+        start = time.time()
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            cell = pending.pop(ready[0])
+            try:
+                row = ray.get(ready[0])
+            except Exception as exc:  # the task itself died (worker lost): one failed row, the grid goes on
+                row = {**asdict(cell), "final_score": "", "best_score": "", "wall_s": "", "status": "failed",
+                       "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
+            rows = [r for r in rows if tuple(r[k] for k in KEY) != cell.key] + [{k: str(row[k]) for k in COLUMNS}]
+            write_rows(csv_path, rows)
+            n_done = len(todo) - len(pending)
+            log(f"[{n_done}/{len(todo)} {time.time() - start:.0f}s] {cell.name}: {row['status']} "
+                f"final {row['final_score'] or '-'} ({row['wall_s']} s) {row['error']}")
+    finally:
+        ray.shutdown()
+    return rows
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="the ~2 h grid for this machine (default)")
+    g.add_argument("--full", action="store_true", help="the paper-sized grid (for a cluster)")
+    p.add_argument("--envs", nargs="+")
+    p.add_argument("--datasets", nargs="+")
+    p.add_argument("--rewards", nargs="+")
+    p.add_argument("--algos", nargs="+")
+    p.add_argument("--seeds", type=int)
+    p.add_argument("--updates", type=int)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--eval-episodes", type=int)
+    p.add_argument("--discriminator-steps", type=int)
+    p.add_argument("--override", action="append", default=[], help="extra recipe override for every run, e.g. device=cuda")
+    p.add_argument("--csv", type=Path, default=ROOT / "benchmarks" / "results" / "imperfect_rewards.csv")
+    p.add_argument("--out-dir", type=Path, default=ROOT / "outputs" / "imperfect_rewards")
+    p.add_argument("--address", help="an existing Ray cluster (e.g. auto or ray://host:10001); default: local")
+    p.add_argument("--num-cpus", type=int, help="local Ray CPUs (default: all cores)")
+    p.add_argument("--threads-per-run", type=int, default=1, help="torch threads and Ray CPUs per run")
+    p.add_argument("--timeout", type=float, help="seconds after which a run is recorded as failed")
+    p.add_argument("--retry-failed", action="store_true", help="re-run rows whose status is failed")
+    p.add_argument("--report-only", action="store_true", help="rewrite the table and plot from the CSV")
+    args = p.parse_args(argv)
+
+    spec = dict(GRIDS["full" if args.full else "quick"])
+    for key in ("envs", "datasets", "rewards", "algos", "seeds", "updates", "eval_every", "eval_episodes",
+                "discriminator_steps"):
+        if getattr(args, key) is not None:
+            spec[key] = getattr(args, key)
+    spec["overrides"] = list(args.override)
+    for key in ("updates", "eval_every", "eval_episodes", "threads_per_run"):
+        value = spec.get(key, getattr(args, key, None))
+        if not (isinstance(value, int) and value > 0):
+            raise GridError(f"--{key.replace('_', '-')} must be a positive integer, got {value}.")
+    if spec["discriminator_steps"] < 0:
+        raise GridError(f"--discriminator-steps must be ≥ 0, got {spec['discriminator_steps']}.")
+    cells = make_cells(spec["envs"], spec["datasets"], spec["rewards"], spec["algos"], spec["seeds"])
+    if not args.report_only:
+        run_grid(cells, spec, args.csv, args.out_dir, address=args.address, num_cpus=args.num_cpus,
+                 threads=args.threads_per_run, retry_failed=args.retry_failed, timeout=args.timeout)
+    print(report(args.csv, spec))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except GridError as exc:
+        sys.exit(f"error: {exc}")
