@@ -131,7 +131,8 @@ def run_cell(cell: Cell, spec: dict, out_dir: str, threads: int, root: str | Non
             if run_dir.exists():  # the grid's own run that died before its first checkpoint: nothing to keep
                 shutil.rmtree(run_dir)
             args = [*recipe_overrides(cell, spec), f"run_dir={run_dir}"]
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), RL_WARNINGS="0")
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), RL_WARNINGS="0",
+                   HYDRA_FULL_ERROR="1")  # the exception itself is the last line of stderr
         start = time.time()
         try:
             proc = subprocess.run([sys.executable, str(root / "recipes" / "rgm_mujoco.py"), *args], cwd=root,
@@ -236,11 +237,16 @@ def _fmt(x: np.ndarray) -> str:
     return f"{x.mean():.1f} [{lo:.1f}, {hi:.1f}]"
 
 
+def _reward_settings(ok: list[dict]) -> list[str]:
+    """The reward settings of the table's rows; ``any`` alone if only reward-agnostic algorithms ran."""
+    return [w for w in REWARDS if any(r["reward"] == w for r in ok)] or ([ANY] if ok else [])
+
+
 def summarise(rows: list[dict]) -> dict:
     """Per reward setting and algorithm: scores grouped by task (env, dataset), for IQM and targets."""
     ok = [r for r in rows if r["status"] == "ok"]
     tasks = sorted({(r["env"], r["dataset"]) for r in ok})
-    rewards = [w for w in REWARDS if any(r["reward"] == w for r in ok)]
+    rewards = _reward_settings(ok)
     algos = [a for a in ALGOS if any(r["algo"] == a for r in ok)]
     out = {}
     for reward in rewards:
@@ -279,7 +285,7 @@ def markdown(rows: list[dict], spec: dict) -> str:
     failed = [r for r in rows if r["status"] != "ok"]
     algos = [a for a in ALGOS if any(r["algo"] == a for r in ok)]
     tasks = sorted({(r["env"], r["dataset"]) for r in ok})
-    rewards = [w for w in REWARDS if any(r["reward"] == w for r in ok)]
+    rewards = _reward_settings(ok)
     out = [
         "# Imperfect-reward study",
         "",
@@ -324,7 +330,7 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     summary = summarise(rows)
-    rewards = [w for w in REWARDS if any(k[0] == w for k in summary)]
+    rewards = [w for w in (*REWARDS, ANY) if any(k[0] == w for k in summary)]
     algos = [a for a in ALGOS if any(k[1] == a for k in summary)]
     if not rewards:
         return
@@ -373,7 +379,9 @@ def prebuild(cells: list[Cell], spec: dict) -> None:
 
     from torchrl_rgm.data.build import build_env, dataset_id
 
-    if any(o.startswith("dataset.namespace=") and o != "dataset.namespace=rgm" for o in spec.get("overrides", [])):
+    overrides = spec.get("overrides", [])
+    if "dataset.build_if_missing=false" in overrides or any(
+            o.startswith("dataset.namespace=") and o != "dataset.namespace=rgm" for o in overrides):
         return
     local = set(minari.list_local_datasets())
     for env in sorted({c.env for c in cells}):

@@ -1,4 +1,5 @@
-"""Updates/s of the full RGM update (discriminator frozen): naive vs package eager vs compiled.
+"""Updates/s of the full RGM update (discriminator frozen): naive vs package eager vs compiled;
+then the baselines' updates (IQL, TD3+BC, BC, DWBC, SMODICE-style), eager and compiled.
 
 Batch 512, MLPs 2x256, Hopper shapes (observation 11 + 1 absorbing flag, action 3).
 All variants run in this one process, one after the other, on the same data;
@@ -24,7 +25,8 @@ from torchrl_rgm.modules import (
 )
 from torchrl_rgm.objectives import RewardCorrectionLoss, RGMLoss
 from torchrl_rgm.report import write_json
-from torchrl_rgm.train import RGMUpdate
+from torchrl_rgm.baselines import IQLUpdate, TD3BCUpdate, WeightedBCUpdate, make_qvalue_network
+from torchrl_rgm.train import BCUpdate, RGMUpdate
 
 OBS, ACT, BATCH, HIDDEN = 12, 3, 512, 256
 GAMMA, ALPHA, RES_SCALE = 0.99, 0.5, 3.0
@@ -115,6 +117,25 @@ def package_update(device, compile: bool, autocast_dtype=None, compile_mode=None
                      autocast_dtype=autocast_dtype)
 
 
+BASELINES = ("smodice", "dwbc", "bc", "iql", "td3bc")
+
+
+def baseline_update(name: str, device, compile: bool):
+    """A baseline's update as the recipe builds it (hopper shapes, deterministic actor unless IQL)."""
+    actor = make_actor(OBS, ACT, stochastic=name == "iql", device=device)
+    if name == "smodice":
+        return RGMUpdate(RGMLoss(make_value_network(OBS, device=device), actor, None, alpha=1.0, gamma=GAMMA),
+                         compile=compile, device=device)
+    if name == "dwbc":
+        return WeightedBCUpdate(actor, compile=compile)
+    if name == "bc":
+        return BCUpdate(actor, compile=compile)
+    q = make_qvalue_network(OBS, ACT, device=device)
+    if name == "iql":
+        return IQLUpdate(actor, q, make_value_network(OBS, device=device), compile=compile)
+    return TD3BCUpdate(actor, q, compile=compile)
+
+
 def precompute_log_ratio(data: TensorDict, device) -> TensorDict:
     """The package's way: the frozen discriminator's log-ratio, once per transition."""
     disc = make_discriminator(OBS, ACT, device=device)
@@ -136,7 +157,7 @@ def time_updates(step, batches, steps: int, device) -> float:
     for i in range(steps):
         out = step(batches[i % len(batches)])
     if isinstance(out, TensorDict):
-        out["loss_value"].item()  # a training loop reads its metrics every N steps, not every step
+        next(iter(out.values())).item()  # a training loop reads its metrics every N steps, not every step
     if device.type == "cuda":
         torch.cuda.synchronize()
     return steps / (time.perf_counter() - start)
@@ -149,6 +170,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (median reported)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None, help="write the results to this path")
+    parser.add_argument("--no-baselines", action="store_true", help="time RGM's update only")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 1 or args.rounds < 1:
         parser.error("--steps, --warmup and --rounds must be ≥ 1")
@@ -166,6 +188,11 @@ def main(argv=None) -> dict:
             make_batches(data_with_ratio, device),
         ),
     }
+    if not args.no_baselines:
+        for name in BASELINES:
+            for compiled in (False, True):
+                variants[f"{name}_{'compiled' if compiled else 'eager'}"] = (
+                    baseline_update(name, device, compiled), make_batches(data_with_ratio, device))
     for step, batches in variants.values():  # warm-up; compilation happens here
         for i in range(args.warmup):
             step(batches[i % len(batches)])
@@ -203,6 +230,13 @@ def main(argv=None) -> dict:
     )
     for name, label in labels:
         print(f"{label:<34}{result[name]:>12.1f}{result[name] / naive:>9.2f}x")
+    if not args.no_baselines:
+        result["baselines"] = {k: statistics.median(v) for k, v in rounds.items() if k.split("_")[0] in BASELINES}
+        print(f"\nBaselines, same batch and MLPs ({device}, {torch.get_num_threads()} threads)")
+        print(f"{'algorithm':<12}{'eager':>10}{'compiled':>10}{'vs RGM compiled':>17}")
+        for name in BASELINES:
+            e, c = result["baselines"][f"{name}_eager"], result["baselines"][f"{name}_compiled"]
+            print(f"{name:<12}{e:>10.1f}{c:>10.1f}{max(e, c) / compiled:>16.2f}x")
     if args.json:
         write_json(result, args.json)
     return result

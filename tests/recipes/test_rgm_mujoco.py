@@ -167,3 +167,54 @@ def test_every_reward_option_composes_and_validates(option, name):
         cfg = compose(config_name="rgm_mujoco", overrides=[f"reward={option}", "env=walker2d", "algo=bc"])
     validate(cfg)
     assert cfg.reward.name == name and cfg.env.stochastic_actor
+
+
+@pytest.mark.parametrize("algo", ["smodice", "dwbc", "iql", "td3bc"])
+def test_baselines_run_end_to_end_and_only_reward_based_ones_read_the_reward(env, algo):
+    # Same seed, negated vs true reward: bc/smodice/dwbc must not notice; IQL and TD3+BC must.
+    environ, base = env
+    histories = []
+    for reward in ("negated", "true_reward"):
+        run_dir = base / f"{algo}-{reward}"
+        run(environ, f"run_dir={run_dir}", f"algo={algo}", f"reward={reward}", "budget.updates=40", "eval.every=20",
+            "checkpoint_every=20")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert math.isfinite(summary["final_normalized_score"]) and summary["updates"] == 40
+        assert (run_dir / "policy.pt").stat().st_size > 0
+        histories.append(torch.load(run_dir / "checkpoint.pt", weights_only=True)["history"])
+    if algo in ("smodice", "dwbc"):
+        assert histories[0] == histories[1]
+    else:
+        assert histories[0] != histories[1]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["algo=iql", "algo.actor=deterministic"], "algo=iql needs a stochastic actor"),
+    (["algo=td3bc", "algo.actor=stochastic"], "algo=td3bc needs a deterministic actor"),
+    (["algo.actor=gaussian"], "Unknown algo.actor 'gaussian'"),
+    (["algo=ppo"], "algo/ppo"),
+])
+def test_baseline_config_errors(overrides, message):
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    from torchrl_rgm.recipe_support import ConfigError, validate
+
+    with pytest.raises((ConfigError, HydraException)) as err:
+        with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
+            validate(compose(config_name="rgm_mujoco", overrides=overrides))
+    assert message in str(err.value)
+
+
+def test_algorithm_choices_follow_the_papers():
+    from hydra import compose, initialize_config_dir
+
+    from torchrl_rgm.recipe_support import stochastic_actor
+
+    with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
+        cfgs = {a: compose(config_name="rgm_mujoco", overrides=[f"algo={a}", "env=walker2d"])
+                for a in ("rgm", "smodice", "dwbc", "bc", "iql", "td3bc")}
+    assert [stochastic_actor(cfgs[a]) for a in ("rgm", "iql", "td3bc")] == [True, True, False]
+    assert cfgs["smodice"].algo.alpha == 1.0 and cfgs["rgm"].algo.alpha == cfgs["rgm"].env.alpha
+    assert cfgs["iql"].data.reward_scaling == "scale" and cfgs["rgm"].data.reward_scaling == "zscore"
+    assert not any(cfgs[a].algo.correction for a in ("smodice", "dwbc", "bc", "iql", "td3bc"))
