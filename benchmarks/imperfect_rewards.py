@@ -359,9 +359,46 @@ def plot(rows: list[dict], path: Path) -> None:
     tmp.replace(path)
 
 
-def report(csv_path: Path, spec: dict) -> str:
+def diagnostics(rows: list[dict], out_dir: Path) -> str:
+    """What the weighted-BC algorithms learned, read from the runs' checkpoints and summaries.
+
+    Per (env, dataset, reward, algo) for rgm and smodice, means over seeds at the last evaluation:
+    the mean visitation weight on expert transitions divided by that on the union's, and for RGM
+    the Spearman correlation of the reward before (r~) and after (r~ + Δr) correction with the
+    true reward.
+    """
+    import torch
+
+    acc: dict[tuple, list] = {}
+    for r in rows:
+        if r["status"] != "ok" or r["algo"] not in ("rgm", "smodice"):
+            continue
+        run_dir = out_dir / Cell(r["env"], r["dataset"], r["reward"], r["algo"], int(r["seed"])).name
+        if not (run_dir / "checkpoint.pt").exists():
+            continue
+        last = torch.load(run_dir / "checkpoint.pt", weights_only=True)["history"][-1]
+        summary = json.loads((run_dir / "summary.json").read_text())
+        acc.setdefault((r["env"], r["dataset"], r["reward"], r["algo"]), []).append((
+            last.get("weight_expert", float("nan")) / max(last.get("weight_union", float("nan")), 1e-12),
+            summary.get("spearman_seen_vs_true", float("nan")), summary.get("spearman_corrected_vs_true", float("nan"))))
+    if not acc:
+        return ""
+    lines = ["", "Diagnostics at the end of training (mean over seeds): expert/union visitation-weight ratio, and "
+             "Spearman correlation with the true reward of the reward seen (r~) and corrected (r~ + Δr):", "",
+             "| env | dataset | reward | algo | weight ratio | Spearman r~ | Spearman r~ + Δr |",
+             "|---|---|---|---|---:|---:|---:|"]
+    for (env, dataset, reward, algo), vals in sorted(acc.items()):
+        m = np.nanmean(np.array(vals, dtype=float), 0) if len(vals) else [np.nan] * 3
+        fmt = ["–" if not np.isfinite(v) else f"{v:.2f}" for v in m]
+        lines.append(f"| {env} | {dataset} | {reward} | {algo} | {fmt[0]} | {fmt[1]} | {fmt[2]} |")
+    return "\n".join(lines) + "\n"
+
+
+def report(csv_path: Path, spec: dict, out_dir: Path | None = None) -> str:
     rows = read_rows(csv_path)
     text = markdown(rows, spec)
+    if out_dir is not None and out_dir.exists():
+        text += diagnostics(rows, out_dir)
     _atomic_text(csv_path.with_suffix(".md"), text)
     plot(rows, csv_path.with_suffix(".png"))
     return text
@@ -478,7 +515,7 @@ def main(argv=None) -> None:
     if not args.report_only:
         run_grid(cells, spec, args.csv, args.out_dir, address=args.address, num_cpus=args.num_cpus,
                  threads=args.threads_per_run, retry_failed=args.retry_failed, timeout=args.timeout)
-    print(report(args.csv, spec))
+    print(report(args.csv, spec, args.out_dir))
 
 
 if __name__ == "__main__":
