@@ -388,7 +388,8 @@ def diagnostics(rows: list[dict], out_dir: Path) -> str:
              "| env | dataset | reward | algo | weight ratio | Spearman r~ | Spearman r~ + Δr |",
              "|---|---|---|---|---:|---:|---:|"]
     for (env, dataset, reward, algo), vals in sorted(acc.items()):
-        m = np.nanmean(np.array(vals, dtype=float), 0) if len(vals) else [np.nan] * 3
+        arr = np.array(vals, dtype=float)
+        m = [float(np.mean(c[np.isfinite(c)])) if np.isfinite(c).any() else np.nan for c in arr.T]
         fmt = ["–" if not np.isfinite(v) else f"{v:.2f}" for v in m]
         lines.append(f"| {env} | {dataset} | {reward} | {algo} | {fmt[0]} | {fmt[1]} | {fmt[2]} |")
     return "\n".join(lines) + "\n"
