@@ -78,15 +78,59 @@ def test_table_repeats_reward_agnostic_runs_and_checks_the_targets():
     assert "RuntimeError: boom" in text and "18 runs ok, 1 failed" in text
 
 
-def test_two_cell_grid_on_local_ray_records_a_crash_and_resumes(tmp_path):
-    from tests.data.conftest import build_tiny
-
-    environ = dict(os.environ, MINARI_DATASETS_PATH=str(tmp_path / "minari"), TORCHRL_RGM_CACHE=str(tmp_path / "c"))
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Tiny real hopper datasets (built by the recipe tests' builder) in a private Minari directory."""
+    base = tmp_path_factory.mktemp("grid")
+    environ = dict(os.environ, MINARI_DATASETS_PATH=str(base / "minari"), TORCHRL_RGM_CACHE=str(base / "c"))
     code = ("from tests.data.conftest import build_tiny\n"
             "build_tiny('rgm/hopper/medium-replay-v0', steps=1500, policy='actor', max_steps=80)\n"
             "build_tiny('rgm/hopper/expert-v0', steps=300, seed=3, policy='actor', max_steps=150)\n")
-    assert build_tiny  # the fixture builder the recipe tests use
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ, check=True, capture_output=True)
+    return environ
+
+
+TINY = ["algo.batch_size=64", "algo.hidden=[32,32]", "compile=false", "eval.num_envs=2"]
+
+
+def test_an_interrupted_run_continues_from_its_checkpoint(tiny, tmp_path, monkeypatch):
+    import json
+    import signal
+    import time
+
+    for key in ("MINARI_DATASETS_PATH", "TORCHRL_RGM_CACHE"):
+        monkeypatch.setenv(key, tiny[key])
+    spec = dict(updates=600, eval_every=150, eval_episodes=2, discriminator_steps=10, overrides=TINY)
+    cell = grid.Cell("hopper", "medium-replay", "negated", "rgm", 0)
+    run_dir = tmp_path / cell.name
+    args = [*grid.recipe_overrides(cell, spec), f"run_dir={run_dir}"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "recipes" / "rgm_mujoco.py"), *args], cwd=ROOT, env=tiny,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (run_dir / "checkpoint.pt").exists() and not (run_dir / "summary.json").exists()
+    row = grid.run_cell(cell, spec, str(tmp_path), threads=1, root=str(ROOT))
+    assert row["status"] == "ok", row["error"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["updates"] == 600 and float(row["final_score"]) == pytest.approx(summary["final_normalized_score"],
+                                                                                 abs=1e-3)
+    import torch
+
+    steps = [h["step"] for h in torch.load(run_dir / "checkpoint.pt", weights_only=True)["history"]]
+    assert steps == [150, 300, 450, 600]
+    from omegaconf import OmegaConf
+
+    assert OmegaConf.load(run_dir / "config.yaml").resume == str(run_dir)  # continued, not restarted
+    # A run already finished is read, not run again.
+    again = grid.run_cell(cell, spec, str(tmp_path), threads=1, root=str(ROOT))
+    assert again["final_score"] == row["final_score"] and again["status"] == "ok"
+
+
+def test_two_cell_grid_on_local_ray_records_a_crash_and_resumes(tiny, tmp_path):
+    environ = tiny
     out_csv = tmp_path / "grid.csv"
     # walker2d's datasets are missing and may not be built: that run crashes, hopper's succeeds.
     cmd = [sys.executable, str(SCRIPT), "--envs", "hopper", "walker2d", "--datasets", "medium-replay", "--algos", "bc",
