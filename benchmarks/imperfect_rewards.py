@@ -350,7 +350,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("normalised score (IQM, 95% CI)")
     ax.set_title("Imperfect rewards: " + ", ".join(sorted({f"{r['env']} {r['dataset']}" for r in rows
                                                           if r["status"] == "ok"})), fontsize=9)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.axhline(0, color="k", lw=0.5)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
