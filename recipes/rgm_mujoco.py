@@ -52,8 +52,9 @@ def main(cfg: DictConfig) -> dict:
         generator = torch.Generator().manual_seed(cfg.seed)
         rs.pretrain_discriminator(cfg, nets, data, generator, device)
         state = None
-    union.set("log_density_ratio", log_density_ratio(nets.discriminator_loss, union, device=device,
-                                                         normalize=cfg.algo.normalize_density_ratio))
+    if cfg.algo.name in rs.USES_DISCRIMINATOR:  # bc, iql, td3bc never read it
+        union.set("log_density_ratio", log_density_ratio(nets.discriminator_loss, union, device=device,
+                                                             normalize=cfg.algo.normalize_density_ratio))
     if cfg.algo.name == "smodice":  # SMODICE's reward is the discriminator's log-ratio, not the dataset's
         union.set(("next", "reward"), union.get("log_density_ratio").clone())
     sampler = TransitionSampler(union, data.initial_observation, cfg.algo.batch_size, seed=cfg.seed, device=device)

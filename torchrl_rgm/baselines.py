@@ -74,8 +74,8 @@ class IQLUpdate(_TargetNetworks, _OptimizerStep):
     """
 
     def __init__(self, actor, qvalue, value, *, expectile: float = 0.7, temperature: float = 3.0,
-                 gamma: float = 0.99, tau: float = 0.005, lr: float = 3e-4, actor_lr: float | None = None, total_steps: int = 1_000_000,
-                 compile: bool = False, compile_mode: str | None = None):
+                 gamma: float = 0.99, tau: float = 0.005, lr: float = 3e-4, actor_lr: float | None = None,
+                 total_steps: int = 1_000_000, compile: bool = False, compile_mode: str | None = None):
         from torchrl.objectives import IQLLoss, ValueEstimators
 
         self.loss = IQLLoss(actor, qvalue, value, num_qvalue_nets=2, loss_function="l2",

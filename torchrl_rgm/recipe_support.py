@@ -182,7 +182,7 @@ def correction_lr(cfg: DictConfig) -> float:
     return 3e-7 * 1e6 / cfg.budget.updates
 
 
-def build_update(cfg: DictConfig, nets: Networks, device, data=None):
+def build_update(cfg: DictConfig, nets: Networks, device, data):
     """The update step of ``cfg.algo.name``; all share the interface of :class:`RGMUpdate`.
 
     ``compile: auto`` compiles every algorithm except TD3+BC, whose compiled step measured slower
