@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from torchrl_rgm.recipe_support import ALGOS, REWARD_AGNOSTIC  # noqa: E402
+from torchrl_rgm.report import save_figure, write_json  # noqa: E402
 
 COLUMNS = ["env", "dataset", "reward", "algo", "seed", "final_score", "best_score", "wall_s", "status", "error"]
 KEY = ("env", "dataset", "reward", "algo", "seed")
@@ -195,7 +196,7 @@ def check_spec(path: Path, spec: dict, rows: list[dict]) -> None:
         if old != budget:
             raise GridError(f"{path} says the CSV's rows were produced with {old}, but this grid uses {budget}: "
                             "pass the same settings to resume, or another --csv.")
-    _atomic_text(path, json.dumps(budget, indent=1) + "\n")
+    write_json(budget, path)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -353,10 +354,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.axhline(0, color="k", lw=0.5)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def diagnostics(rows: list[dict], out_dir: Path) -> str:

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-__all__ = ["write_json", "plot_learning_curve", "plot_reward_correction", "rank_correlations"]
+__all__ = ["write_json", "save_figure", "plot_learning_curve", "plot_reward_correction", "rank_correlations"]
 
 
 def write_json(payload: dict, path) -> None:
@@ -26,7 +26,8 @@ def write_json(payload: dict, path) -> None:
     os.replace(tmp, path)
 
 
-def _save(fig, path) -> None:
+def save_figure(fig, path) -> None:
+    """Atomic: the figure goes to a temporary file in the same directory, then is renamed; closes it."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
     os.close(fd)
@@ -51,7 +52,7 @@ def plot_learning_curve(history: list[dict], expert: float | None, union: float 
     ax.set_title(title)
     ax.legend(loc="best")
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def rank_correlations(true_reward, seen_reward, corrected_reward) -> dict:
@@ -74,5 +75,5 @@ def plot_reward_correction(true_reward, seen_reward, corrected_reward, path, tit
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("reward (standardised)")
     fig.suptitle(title, y=1.08)
-    _save(fig, path)
+    save_figure(fig, path)
     return corr
