@@ -32,3 +32,14 @@ def batch():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def requires(module: str):
+    """Import an optional extra's module, or skip — unless TORCHRL_RGM_REQUIRE_ROBOMIMIC=1 (CI's robomimic
+    stage), where a missing module is a failure, so a broken install cannot pass by skipping."""
+    import importlib
+    import os
+
+    if os.environ.get("TORCHRL_RGM_REQUIRE_ROBOMIMIC") == "1":
+        return importlib.import_module(module)
+    return pytest.importorskip(module, reason=f"needs the robomimic extra: pip install -e '.[robomimic]' ({module})")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import gymnasium as gym
 import numpy as np
 import torch
 from tensordict import TensorDict
@@ -26,14 +27,18 @@ def make_policy_fn(actor, normalize_observation: Callable, device="cpu") -> Call
     return policy
 
 
-def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_name: str, episodes: int = 10,
+def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_name: str | Callable[[], gym.Env], episodes: int = 10,
              num_envs: int = 5, seed: int = 0) -> np.ndarray:
     """Undiscounted returns of ``episodes`` episodes, ``num_envs`` environments stepped together.
+
+    ``env_name`` is a MuJoCo task name or a zero-argument factory of gymnasium environments
+    (e.g. a robomimic task's :class:`~torchrl_rgm.data.robomimic.RobomimicEnv`).
 
     Episode ``k`` is reset with seed ``seed + k`` whatever the number of environments, so the
     returns do not depend on ``num_envs``.
     """
-    envs = [make_env(env_name) for _ in range(max(1, min(num_envs, episodes)))]
+    factory = env_name if callable(env_name) else (lambda: make_env(env_name))
+    envs = [factory() for _ in range(max(1, min(num_envs, episodes)))]
     returns = np.zeros(episodes)
     obs = [None] * len(envs)
     episode_of = [-1] * len(envs)

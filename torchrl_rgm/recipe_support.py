@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import minari
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
 from .data import REWARD_SETTINGS, load_rgm_data
 from .data.minari import REWARD_SCALINGS
@@ -20,7 +23,8 @@ from .objectives import DIVERGENCES, DiscriminatorLoss, RewardCorrectionLoss, RG
 from .report import plot_learning_curve, plot_reward_correction, write_json
 from .objectives.rgm import reward_correction
 from .baselines import IQLUpdate, TD3BCUpdate, WeightedBCUpdate, make_qvalue_network
-from .train import BCUpdate, RGMUpdate, pretrain_discriminator as _pretrain, save_checkpoint
+from .train import (BCUpdate, RGMUpdate, TransitionSampler, load_checkpoint, log_density_ratio,
+                    pretrain_discriminator as _pretrain, save_checkpoint)
 
 CONFIG_NAME = "config.yaml"
 ALGOS = ("rgm", "smodice", "dwbc", "bc", "iql", "td3bc")
@@ -38,11 +42,29 @@ def _choice(name, value, choices):
         raise ConfigError(f"Unknown {name} {value!r}; valid choices are {sorted(choices)}.")
 
 
+def domain(cfg: DictConfig) -> str:
+    """``mujoco`` (Minari locomotion datasets) or ``robomimic`` (robosuite manipulation files)."""
+    return cfg.get("domain", "mujoco")
+
+
 def validate(cfg: DictConfig) -> None:
     """Every check that needs no data, before anything is built or trained."""
-    _choice("env", cfg.env.name, ENVS)
-    _choice("dataset level", cfg.dataset.union, LEVELS)
-    _choice("expert dataset level", cfg.dataset.expert, LEVELS)
+    _choice("domain", domain(cfg), ["mujoco", "robomimic"])
+    if domain(cfg) == "robomimic":
+        from .data.robomimic_build import DATASETS, TASKS
+
+        _choice("robomimic task (env.name)", cfg.env.name, TASKS)
+        _choice("union dataset", cfg.dataset.union, DATASETS)
+        _choice("expert dataset", cfg.dataset.expert, DATASETS)
+        if not cfg.dataset.obs_keys:
+            raise ConfigError("dataset.obs_keys is empty; list the low-dim observation keys to use, e.g. "
+                              "[robot0_eef_pos, robot0_eef_quat, robot0_gripper_qpos, object].")
+        if not cfg.env.horizon > 0:
+            raise ConfigError(f"env.horizon must be > 0, got {cfg.env.horizon}.")
+    else:
+        _choice("env", cfg.env.name, ENVS)
+        _choice("dataset level", cfg.dataset.union, LEVELS)
+        _choice("expert dataset level", cfg.dataset.expert, LEVELS)
     _choice("reward setting", cfg.reward.name, REWARD_SETTINGS)
     _choice("algorithm", cfg.algo.name, ALGOS)
     _choice("algo.actor", cfg.algo.actor, ["auto", "deterministic", "stochastic"])
@@ -118,7 +140,40 @@ def _dataset_ids(cfg):
     return f"{ns}/{env}/{cfg.dataset.union}-v0", f"{ns}/{env}/{cfg.dataset.expert}-v0"
 
 
+def robomimic_paths(cfg: DictConfig) -> tuple[Path, Path]:
+    """The union and expert files: ``dataset.union_path``/``expert_path``, else ``<root>/<task>/<ph|mg>``."""
+    from .data.robomimic_build import dataset_path
+
+    root = Path(cfg.dataset.root).expanduser() if cfg.dataset.root else None
+    union = Path(cfg.dataset.union_path) if cfg.dataset.union_path else dataset_path(cfg.env.name, cfg.dataset.union, root)
+    expert = (Path(cfg.dataset.expert_path) if cfg.dataset.expert_path
+              else dataset_path(cfg.env.name, cfg.dataset.expert, root))
+    return union, expert
+
+
+def _load_robomimic(cfg: DictConfig, reward: str | None):
+    union, expert = robomimic_paths(cfg)
+    missing = sorted({name for name, path, given in ((cfg.dataset.union, union, cfg.dataset.union_path),
+                                                     (cfg.dataset.expert, expert, cfg.dataset.expert_path))
+                      if not path.exists() and not given})
+    if missing and cfg.dataset.build_if_missing:
+        from .data.robomimic_build import build_task
+
+        print(f"generating {cfg.env.name} {missing} (once; python -m torchrl_rgm.data.robomimic_build)")
+        build_task(cfg.env.name, root=Path(cfg.dataset.root).expanduser() if cfg.dataset.root else None,
+                   datasets=missing, ph_episodes=cfg.dataset.build_ph_episodes,
+                   mg_episodes=cfg.dataset.build_mg_episodes)
+    return load_rgm_data(
+        str(union), str(expert), n_expert_trajectories=cfg.dataset.n_expert_trajectories,
+        reward=reward or cfg.reward.name, reward_kwargs=dict(cfg.reward.kwargs) if reward is None else {},
+        add_expert_to_union=cfg.dataset.add_expert_to_union, reward_scaling=cfg.data.reward_scaling,
+        terminal_absorbing_loop=cfg.data.terminal_absorbing_loop, obs_keys=list(cfg.dataset.obs_keys),
+    )
+
+
 def load_data(cfg: DictConfig, reward: str | None = None):
+    if domain(cfg) == "robomimic":
+        return _load_robomimic(cfg, reward)
     union_id, expert_id = _dataset_ids(cfg)
     if cfg.dataset.namespace == "rgm" and cfg.dataset.build_if_missing:
         local = minari.list_local_datasets()
@@ -325,3 +380,68 @@ def format_summary(s: dict) -> str:
         lines.append(f"rank corr. with true r  seen {s['spearman_seen_vs_true']:.3f} → corrected {s['spearman_corrected_vs_true']:.3f}")
     lines.append(f"outputs                 {s['run_dir']}")
     return "\n".join(lines)
+
+
+def train(cfg: DictConfig, data, run_dir: Path, resuming: bool, device,
+          evaluate_returns: Callable[[Callable], np.ndarray]) -> dict:
+    """Steps 3–6 of a recipe: networks, discriminator, the update loop with evaluations and checkpoints, report.
+
+    ``evaluate_returns(policy)`` runs the policy (raw observations → actions) in the task's
+    environment and returns the episodes' undiscounted returns; the normalised score is
+    ``data.normalized_score`` of them (success rate in % where returns are 0/1).
+    """
+    from .envs import make_policy_fn
+
+    nets = build_networks(cfg, data, device)
+    update = build_update(cfg, nets, device, data)
+    ckpt_path = run_dir / "checkpoint.pt"
+
+    # Discriminator: pre-train, freeze, compute log d^E/d^D once per union transition.
+    union = data.union.to_tensordict()
+    if resuming:
+        state = load_checkpoint(ckpt_path)
+        load_state(state, nets, update)
+    else:
+        generator = torch.Generator().manual_seed(cfg.seed)
+        pretrain_discriminator(cfg, nets, data, generator, device)
+        state = None
+    if cfg.algo.name in USES_DISCRIMINATOR:  # bc, iql, td3bc never read it
+        union.set("log_density_ratio", log_density_ratio(nets.discriminator_loss, union, device=device,
+                                                             normalize=cfg.algo.normalize_density_ratio))
+    if cfg.algo.name == "smodice":  # SMODICE's reward is the discriminator's log-ratio, not the dataset's
+        union.set(("next", "reward"), union.get("log_density_ratio").clone())
+    sampler = TransitionSampler(union, data.initial_observation, cfg.algo.batch_size, seed=cfg.seed, device=device)
+
+    # The bilevel loop: one compiled update per step, evaluation every N steps.
+    logger = make_logger(cfg, run_dir)
+    policy = make_policy_fn(nets.actor, lambda o: data.normalize_observation(o), device)
+    step, history = 0, []
+    if state is not None:
+        sampler.load_state_dict(state["sampler"])
+        step, history = state["step"], state["history"]
+        torch.set_rng_state(state["torch_rng"])
+    start, start_step, eval_time = time.time(), step, 0.0
+    bar = tqdm(total=cfg.budget.updates, initial=step, desc=cfg.algo.name.upper(), mininterval=2)
+    while step < cfg.budget.updates:
+        metrics = update(sampler.sample())
+        step += 1
+        bar.update(1)
+        if step % cfg.eval.every == 0 or step == cfg.budget.updates:
+            t_eval = time.time()
+            returns = evaluate_returns(policy)
+            scores = data.normalized_score(returns)
+            last = {"step": step, "return": float(returns.mean()), "normalized_score": float(scores.mean()),
+                    "normalized_score_std": float(scores.std()), **update.metrics_to_floats(metrics)}
+            if domain(cfg) == "robomimic":
+                last["success_rate"] = float(np.mean(returns > 0))
+            history.append(last)
+            log_metrics(logger, last, step)
+            bar.set_postfix(score=f"{last['normalized_score']:.1f}")
+            eval_time += time.time() - t_eval
+        if step % cfg.checkpoint_every == 0 or step == cfg.budget.updates:
+            save_checkpoint(collect_state(nets, update, sampler, step, history), ckpt_path)
+    bar.close()
+    elapsed = time.time() - start
+
+    # Report: summary.json, learning curve, reward correction, final policy.
+    return report(cfg, data, nets, history, elapsed, (step - start_step) / max(elapsed - eval_time, 1e-9), run_dir, device)

@@ -27,6 +27,7 @@ from torchrl.data import TensorDictReplayBuffer, TensorStorage
 from torchrl.data.replay_buffers import RandomSampler
 
 from .._keys import NEXT_OBS, OBS, REWARD
+from . import robomimic as _robomimic
 from .absorbing import add_absorbing_states, with_indicator
 from .rewards import make_reward_transform
 
@@ -141,18 +142,36 @@ def _episodes_to_tensordict(dataset: minari.MinariDataset) -> TensorDict:
     return td
 
 
-def load_transitions(dataset_id: str, *, download: bool = True, cache_dir: Path | None = None) -> TensorDict:
-    """All transitions of a Minari dataset as one memory-mapped TensorDict (cached on disk).
+def _dataset_fingerprint(dataset_id: str, download: bool, obs_keys=None) -> str:
+    if _robomimic.is_robomimic_path(dataset_id):
+        keys = list(obs_keys or _robomimic.DEFAULT_OBS_KEYS)
+        return hashlib.sha1(json.dumps([CACHE_VERSION, _robomimic.fingerprint(dataset_id), keys]).encode()).hexdigest()[:16]
+    return _fingerprint(find_dataset(dataset_id, download))
 
-    Keys: ``observation``, ``action``, ``("next", observation | reward | terminated |
-    truncated | done | last)``, ``("next", "info", <numeric per-step info>)``, ``episode``,
-    ``step``, ``episode_return``, ``transition_id``.
+
+def load_transitions(dataset_id: str, *, download: bool = True, cache_dir: Path | None = None,
+                     obs_keys=None) -> TensorDict:
+    """All transitions of a Minari dataset or robomimic file as one memory-mapped TensorDict (cached).
+
+    A ``dataset_id`` ending in ``.hdf5``/``.h5`` is the path of a robomimic file, read with
+    :func:`torchrl_rgm.data.robomimic.read_transitions` (observation keys ``obs_keys``, in that
+    order); anything else is a Minari id. Keys: ``observation``, ``action``, ``("next",
+    observation | reward | terminated | truncated | done | last)``, ``("next", "info", <numeric
+    per-step info>)`` (Minari), ``episode``, ``step``, ``episode_return``, ``transition_id``.
     """
-    dataset = find_dataset(dataset_id, download)
-    root = (cache_dir or cache_root()) / dataset_id.replace("/", "__") / _fingerprint(dataset)
-    if (root / "meta.json").exists():
-        return TensorDict.load_memmap(root)
-    td = _episodes_to_tensordict(dataset)
+    if _robomimic.is_robomimic_path(dataset_id):
+        path = Path(dataset_id).expanduser().resolve()
+        root = (cache_dir or cache_root()) / ("robomimic" + str(path).replace("/", "__")) / _dataset_fingerprint(
+            str(path), download, obs_keys)
+        if (root / "meta.json").exists():
+            return TensorDict.load_memmap(root)
+        td = _robomimic.read_transitions(path, obs_keys or _robomimic.DEFAULT_OBS_KEYS)
+    else:
+        dataset = find_dataset(dataset_id, download)
+        root = (cache_dir or cache_root()) / dataset_id.replace("/", "__") / _fingerprint(dataset)
+        if (root / "meta.json").exists():
+            return TensorDict.load_memmap(root)
+        td = _episodes_to_tensordict(dataset)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tmp-"))
     try:
@@ -233,11 +252,11 @@ def _select_episodes(td: TensorDict, n: int, dataset_id: str) -> TensorDict:
 
 def _process(union_id: str, expert_id: str, *, n_expert_trajectories: int, reward: str, reward_kwargs: dict,
              add_expert_to_union: bool, absorbing: bool, standardize: bool, reward_scaling: str,
-             terminal_absorbing_loop: bool, download: bool, cache_dir: Path | None) -> RGMData:
+             terminal_absorbing_loop: bool, obs_keys, download: bool, cache_dir: Path | None) -> RGMData:
     """The uncached work of :func:`load_rgm_data` (same arguments, all given)."""
     reward_kwargs = dict(reward_kwargs)
-    raw_union = load_transitions(union_id, download=download, cache_dir=cache_dir)
-    raw_expert = load_transitions(expert_id, download=download, cache_dir=cache_dir)
+    raw_union = load_transitions(union_id, download=download, cache_dir=cache_dir, obs_keys=obs_keys)
+    raw_expert = load_transitions(expert_id, download=download, cache_dir=cache_dir, obs_keys=obs_keys)
     for a, b, what in ((OBS, OBS, "observation"), ("action", "action", "action")):
         if raw_union.get(a).shape[1:] != raw_expert.get(b).shape[1:]:
             raise DatasetError(
@@ -312,7 +331,9 @@ def _process(union_id: str, expert_id: str, *, n_expert_trajectories: int, rewar
         ref_min_score=meta.get("ref_min_score"),
         ref_max_score=meta.get("ref_max_score"),
         info={"reward": repr(transform), "n_expert_trajectories": n_expert_trajectories,
-              "expert_transitions": int(expert.shape[0]), "union_transitions": int(union.shape[0])},
+              "expert_transitions": int(expert.shape[0]), "union_transitions": int(union.shape[0]),
+              **({"env_meta": meta["env_meta"], "obs_keys": list(obs_keys or _robomimic.DEFAULT_OBS_KEYS)}
+                 if "env_meta" in meta else {})},
     )
 
 
@@ -328,6 +349,7 @@ def load_rgm_data(
     standardize: bool = True,
     reward_scaling: str = "zscore",
     terminal_absorbing_loop: bool = True,
+    obs_keys=None,
     download: bool = True,
     cache_dir: Path | None = None,
 ) -> RGMData:
@@ -343,14 +365,19 @@ def load_rgm_data(
     paper: ``(r - mean) / std``), ``"scale"`` (``r / std``: keeps the sign, hence the meaning of
     termination, which a shift changes whenever episodes can end) or ``"none"``. The result is
     cached under a key of all these arguments and the datasets' fingerprints.
+
+    Either id may be the path of a robomimic HDF5 file (``obs_keys``: its observation keys, in
+    order; default :data:`~torchrl_rgm.data.robomimic.DEFAULT_OBS_KEYS`); scores are then success
+    rates (``ref_min_score`` 0, ``ref_max_score`` 1: the normalised score is the success rate in %).
     """
     if reward_scaling not in REWARD_SCALINGS:
         raise ValueError(f"reward_scaling must be one of {REWARD_SCALINGS}, got {reward_scaling!r}.")
     expert_id = expert_id or union_id
     args = dict(n_expert_trajectories=n_expert_trajectories, reward=reward, reward_kwargs=dict(reward_kwargs or {}),
                 add_expert_to_union=add_expert_to_union, absorbing=absorbing, standardize=standardize,
-                reward_scaling=reward_scaling, terminal_absorbing_loop=bool(terminal_absorbing_loop))
-    prints = [_fingerprint(find_dataset(i, download)) for i in (union_id, expert_id)]
+                reward_scaling=reward_scaling, terminal_absorbing_loop=bool(terminal_absorbing_loop),
+                obs_keys=list(obs_keys) if obs_keys is not None else None)
+    prints = [_dataset_fingerprint(i, download, obs_keys) for i in (union_id, expert_id)]
     key = hashlib.sha1(json.dumps([CACHE_VERSION, union_id, expert_id, prints, args], sort_keys=True,
                                   default=repr).encode()).hexdigest()[:16]
     root = (cache_dir or cache_root()) / "processed" / key
@@ -385,6 +412,8 @@ def load_rgm_data(
 
 
 def raw_union_metadata(dataset_id: str, download: bool = True) -> dict:
+    if _robomimic.is_robomimic_path(dataset_id):
+        return _robomimic.file_metadata(dataset_id)
     dataset = find_dataset(dataset_id, download)
     meta = dict(dataset.storage.metadata)
     spec = dataset.spec.env_spec

@@ -1,0 +1,229 @@
+"""robomimic HDF5 files → transition TensorDicts, and their evaluation environment.
+
+:func:`read_transitions` reads a robomimic-format file (robomimic's downloads, or the files
+:mod:`torchrl_rgm.data.robomimic_build` writes) into the same flat transition TensorDict as the
+Minari loader, so :func:`~torchrl_rgm.data.load_rgm_data` builds RGM's buffers from it unchanged
+(pass the file's path as the dataset id). It needs only h5py; robomimic's own reader
+(``SequenceDataset``) is what the tests check it against.
+
+:class:`RobomimicEnv` is the evaluation environment: robosuite, made from the file's env metadata
+with the kwargs robomimic would pass, observations flattened in the loader's key order, the task's
+sparse reward, ``terminated`` on success. :func:`make_torchrl_env` wraps it for TorchRL.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tensordict import TensorDict
+
+from .._keys import OBS
+
+__all__ = ["DEFAULT_OBS_KEYS", "RobomimicEnv", "env_meta_from_file", "is_robomimic_path", "make_torchrl_env",
+           "read_transitions"]
+
+DEFAULT_OBS_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object")
+SUFFIXES = (".hdf5", ".h5")
+
+
+class RobomimicFileError(ValueError):
+    pass
+
+
+def is_robomimic_path(dataset_id: str) -> bool:
+    """Dataset ids that are paths to HDF5 files are robomimic files; anything else is a Minari id."""
+    return str(dataset_id).endswith(SUFFIXES)
+
+
+def fingerprint(path) -> str:
+    p = Path(path).resolve()
+    st = p.stat()
+    return hashlib.sha1(json.dumps([str(p), st.st_size, st.st_mtime_ns]).encode()).hexdigest()[:16]
+
+
+def _open(path):
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"robomimic file {path} does not exist. Generate one with "
+            "`python -m torchrl_rgm.data.robomimic_build --task lift` or pass the path of a downloaded file."
+        )
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise RobomimicFileError(f"{path} is not a readable HDF5 file ({err}); expected a robomimic dataset.") from None
+
+
+def _demos(f, path, filter_key):
+    if "data" not in f:
+        raise RobomimicFileError(
+            f"{path} is not a robomimic file: it has no 'data' group (top-level keys: {sorted(f.keys())}). "
+            "robomimic files hold data/demo_<k>/{obs,next_obs,actions,rewards,dones}."
+        )
+    if filter_key is not None:
+        if f"mask/{filter_key}" not in f:
+            masks = sorted(f["mask"].keys()) if "mask" in f else []
+            raise RobomimicFileError(f"{path} has no filter key {filter_key!r} (mask/ holds {masks or 'nothing'}).")
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in f[f"mask/{filter_key}"][()]]
+    else:
+        names = list(f["data"].keys())
+    names = sorted(names, key=lambda n: int(n.split("_")[-1]) if n.split("_")[-1].isdigit() else n)
+    if not names:
+        raise RobomimicFileError(f"{path} holds no demos under 'data'" + (f" for filter key {filter_key!r}." if filter_key else "."))
+    return names
+
+
+def env_meta_from_file(path) -> dict:
+    """``data.attrs["env_args"]`` (what robomimic's ``FileUtils.get_env_metadata_from_dataset`` reads)."""
+    with _open(path) as f:
+        if "data" not in f or "env_args" not in f["data"].attrs:
+            raise RobomimicFileError(f"{path} has no env metadata (data.attrs['env_args']); it is not a robomimic file.")
+        return json.loads(f["data"].attrs["env_args"])
+
+
+def read_transitions(path, obs_keys=DEFAULT_OBS_KEYS, filter_key: str | None = None) -> TensorDict:
+    """Every transition of a robomimic file, in the Minari loader's layout.
+
+    ``observation`` / ``("next", "observation")`` concatenate ``obs_keys`` in order (float32).
+    ``dones`` are terminals (robomimic sets them on task success); the last step of an episode
+    that did not end done is a timeout (``truncated``). ``episode`` is the demo's number.
+    Every demo is checked before anything is converted: a missing group, key or a length that
+    disagrees with ``actions`` raises one error naming the file, the demo and the key.
+    """
+    obs_keys = tuple(obs_keys)
+    if not obs_keys:
+        raise ValueError("obs_keys is empty; robomimic low-dim keys are e.g. " + ", ".join(DEFAULT_OBS_KEYS))
+    with _open(path) as f:
+        names = _demos(f, path, filter_key)
+        for name in names:  # validate everything first: no half-converted data, one clear error
+            g = f["data"][name]
+            missing = [k for k in ("actions", "rewards", "dones", "obs", "next_obs") if k not in g]
+            if missing:
+                raise RobomimicFileError(f"{path}: data/{name} lacks {missing}; robomimic demos hold "
+                                         "obs, next_obs, actions, rewards and dones.")
+            T = g["actions"].shape[0]
+            for group in ("obs", "next_obs"):
+                absent = [k for k in obs_keys if k not in g[group]]
+                if absent:
+                    raise RobomimicFileError(
+                        f"{path}: data/{name}/{group} lacks observation keys {absent} (it has {sorted(g[group].keys())}); "
+                        "choose obs_keys among those."
+                    )
+            lengths = {k: g[k].shape[0] for k in ("rewards", "dones")}
+            lengths.update({f"{grp}/{k}": g[grp][k].shape[0] for grp in ("obs", "next_obs") for k in obs_keys})
+            wrong = {k: n for k, n in lengths.items() if n != T}
+            if wrong:
+                raise RobomimicFileError(f"{path}: data/{name} has {T} actions but lengths {wrong}; "
+                                         "every per-step array of a demo must have one row per action.")
+            if T == 0:
+                raise RobomimicFileError(f"{path}: data/{name} is empty (0 actions).")
+        cols = {k: [] for k in ("obs", "next_obs", "act", "rew", "term", "trunc", "episode", "step", "ret", "last")}
+        for name in names:
+            g = f["data"][name]
+            T = g["actions"].shape[0]
+            flat = [np.concatenate([np.asarray(g[grp][k], dtype=np.float32).reshape(T, -1) for k in obs_keys], -1)
+                    for grp in ("obs", "next_obs")]
+            rew = np.asarray(g["rewards"], dtype=np.float32).reshape(T)
+            term = np.asarray(g["dones"]).reshape(T).astype(bool)
+            trunc = np.zeros(T, dtype=bool)
+            trunc[-1] = not term[-1]
+            last = np.zeros(T, dtype=bool)
+            last[T - 1 if term[-1] or T < 2 else T - 2] = True  # the last transition kept (timeouts are dropped)
+            number = name.split("_")[-1]
+            cols["obs"].append(flat[0])
+            cols["next_obs"].append(flat[1])
+            cols["act"].append(np.asarray(g["actions"], dtype=np.float32).reshape(T, -1))
+            cols["rew"].append(rew)
+            cols["term"].append(term)
+            cols["trunc"].append(trunc)
+            cols["episode"].append(np.full(T, int(number) if number.isdigit() else len(cols["episode"]), dtype=np.int64))
+            cols["step"].append(np.arange(T, dtype=np.int64))
+            cols["ret"].append(np.full(T, rew.sum(), dtype=np.float32))
+            cols["last"].append(last)
+    cat = {k: torch.from_numpy(np.concatenate(v)) for k, v in cols.items()}
+    n = cat["obs"].shape[0]
+    return TensorDict(
+        {
+            OBS: cat["obs"],
+            "action": cat["act"],
+            "episode": cat["episode"],
+            "step": cat["step"],
+            "episode_return": cat["ret"],
+            "transition_id": torch.arange(n),
+            "next": {
+                "observation": cat["next_obs"],
+                "reward": cat["rew"].unsqueeze(-1),
+                "terminated": cat["term"].unsqueeze(-1),
+                "truncated": cat["trunc"].unsqueeze(-1),
+                "done": (cat["term"] | cat["trunc"]).unsqueeze(-1),
+                "last": cat["last"].unsqueeze(-1),
+            },
+        },
+        [n],
+    )
+
+
+def file_metadata(path) -> dict:
+    """What RGMData needs: the env name, and the score range (success rate: return 0 or 1)."""
+    meta = env_meta_from_file(path)
+    return {"env_id": meta.get("env_name"), "ref_min_score": 0.0, "ref_max_score": 1.0, "env_meta": meta}
+
+
+class RobomimicEnv(gym.Env):
+    """robosuite, made from robomimic env metadata; flat observations in ``obs_keys`` order.
+
+    Reward is the file's sparse task reward; ``terminated`` is task success (as the datasets'
+    ``dones``), ``truncated`` the horizon. ``reset(seed=k)`` seeds robosuite's placement sampler,
+    which draws from NumPy's global generator.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, env_meta: dict, obs_keys=DEFAULT_OBS_KEYS, horizon: int = 400):
+        from .robomimic_build import make_robosuite_env
+
+        self.obs_keys, self.horizon = tuple(obs_keys), int(horizon)
+        self.env = make_robosuite_env(env_meta, horizon=self.horizon)
+        low, high = self.env.action_spec
+        self.action_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32))
+        obs = self._flat(self.env.reset())
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=obs.shape, dtype=np.float32)
+        self._t = 0
+
+    def _flat(self, obs: dict) -> np.ndarray:
+        from .robomimic_build import robomimic_obs
+
+        obs = robomimic_obs(obs)
+        missing = [k for k in self.obs_keys if k not in obs]
+        if missing:
+            raise KeyError(f"robosuite's {type(self.env).__name__} observations lack {missing}; it has {sorted(obs)}.")
+        return np.concatenate([np.asarray(obs[k], dtype=np.float32).reshape(-1) for k in self.obs_keys])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if seed is not None:
+            np.random.seed(seed)
+        self._t = 0
+        return self._flat(self.env.reset()), {}
+
+    def step(self, action):
+        obs, reward, _, _ = self.env.step(np.asarray(action, dtype=np.float64))
+        self._t += 1
+        success = bool(self.env._check_success())
+        return self._flat(obs), float(reward), success, self._t >= self.horizon, {"success": success}
+
+    def close(self):
+        self.env.close()
+
+
+def make_torchrl_env(path, obs_keys=DEFAULT_OBS_KEYS, horizon: int = 400, **kwargs):
+    """The evaluation environment of a robomimic file as a TorchRL ``GymWrapper``."""
+    from torchrl.envs import GymWrapper
+
+    return GymWrapper(RobomimicEnv(env_meta_from_file(path), obs_keys, horizon), **kwargs)
