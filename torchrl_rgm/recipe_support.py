@@ -346,6 +346,9 @@ def report(cfg, data, nets: Networks, history, elapsed, updates_per_s, run_dir: 
         "run_dir": str(run_dir),
         **corr,
     }
+    if domain(cfg) == "robomimic":  # the normalised score is the success rate in %; say it in its own words
+        summary["final_success_rate"] = final.get("success_rate")
+        summary["best_success_rate"] = max((h["success_rate"] for h in history), default=None)
     write_json(summary, run_dir / "summary.json")
     return summary
 
@@ -372,6 +375,7 @@ def format_summary(s: dict) -> str:
         "",
         f"final normalised score  {f(s['final_normalized_score'])} ± {f(s['final_normalized_score_std'])}",
         f"best normalised score   {f(s['best_normalized_score'])}",
+        *([f"final success rate      {f(s['final_success_rate'], '.2f')}"] if "final_success_rate" in s else []),
         f"union data's score      {f(s['union_normalized_score'])}",
         f"expert data's score     {f(s['expert_normalized_score'])}",
         f"wall time               {f(s['wall_time_s'], '.0f')} s   ({f(s['updates_per_s'])} updates/s)",

@@ -39,8 +39,18 @@ def is_robomimic_path(dataset_id: str) -> bool:
     return str(dataset_id).endswith(SUFFIXES)
 
 
+def _require(path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"robomimic file {path} does not exist. Generate one with "
+            "`python -m torchrl_rgm.data.robomimic_build --task lift` or pass the path of a downloaded file."
+        )
+    return path
+
+
 def fingerprint(path) -> str:
-    p = Path(path).resolve()
+    p = _require(path).resolve()
     st = p.stat()
     return hashlib.sha1(json.dumps([str(p), st.st_size, st.st_mtime_ns]).encode()).hexdigest()[:16]
 
@@ -48,12 +58,7 @@ def fingerprint(path) -> str:
 def _open(path):
     import h5py
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"robomimic file {path} does not exist. Generate one with "
-            "`python -m torchrl_rgm.data.robomimic_build --task lift` or pass the path of a downloaded file."
-        )
+    path = _require(path)
     try:
         return h5py.File(path, "r")
     except OSError as err:

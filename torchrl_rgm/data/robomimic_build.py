@@ -275,6 +275,7 @@ def write_hdf5(path: Path, episodes: list, meta: dict, valid_fraction: float = 0
                      "failure": [n for n, ep in zip(names, episodes) if not ep["success"]]}
             for key, members in masks.items():
                 f.create_dataset(f"mask/{key}", data=np.array(members, dtype="S"))
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the dataset from other users
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
