@@ -113,7 +113,8 @@ def markdown(summary: dict, spec: dict) -> str:
             c = e.get(col)
             cells.append("–" if c is None else f"{c['mean']:.1f} [{c['ci95'][0]:.1f}, {c['ci95'][1]:.1f}] "
                          f"({', '.join(f'{v:.0f}' for v in c['per_seed'])})")
-        lines.append(f"| {algo} | {e['runs']}{f' ({e['failed']} failed)' if e['failed'] else ''} | {cells[0]} | {cells[1]} |")
+        runs = f"{e['runs']} ({e['failed']} failed)" if e["failed"] else str(e["runs"])
+        lines.append(f"| {algo} | {runs} | {cells[0]} | {cells[1]} |")
     lines += ["", "Targets (final success rate, means over seeds):"]
     rgm = summary.get("rgm", {}).get("final_success")
     for base in ("bc", "iql"):
