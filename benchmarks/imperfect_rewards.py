@@ -161,23 +161,24 @@ def run_cell(cell: Cell, spec: dict, out_dir: str, threads: int, root: str | Non
 # ------------------------------------------------------------------------------------------------
 
 
-def read_rows(path: Path) -> list[dict]:
+def read_rows(path: Path, columns=COLUMNS) -> list[dict]:
     if not path.exists():
         return []
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
-    if rows and set(rows[0]) != set(COLUMNS):
-        raise GridError(f"{path} has columns {list(rows[0])}, expected {COLUMNS}: not this benchmark's CSV.")
+    if rows and set(rows[0]) != set(columns):
+        raise GridError(f"{path} has columns {list(rows[0])}, expected {columns}: not this benchmark's CSV.")
     return rows
 
 
-def write_rows(path: Path, rows: list[dict]) -> None:
+def write_rows(path: Path, rows: list[dict], columns=COLUMNS, sort_key=None) -> None:
+    """The whole CSV, rewritten atomically (temp file + rename), rows sorted by ``sort_key`` (default: KEY)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda r: tuple(r[k] for k in KEY)))
+        writer.writerows(sorted(rows, key=sort_key or (lambda r: tuple(r[k] for k in KEY))))
     tmp.replace(path)
 
 

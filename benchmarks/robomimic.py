@@ -15,7 +15,6 @@ success rate (mean ± 95% bootstrap CI over seeds) and the targets (RGM > BC, RG
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.imperfect_rewards import bootstrap_ci  # noqa: E402
+from benchmarks.imperfect_rewards import bootstrap_ci, read_rows, write_rows  # noqa: E402
 from torchrl_rgm.data.robomimic_build import TASKS  # noqa: E402
 from torchrl_rgm.report import save_figure, write_json  # noqa: E402
 
@@ -67,25 +66,8 @@ def run_one(task: str, algo: str, seed: int, spec: dict, out_dir: Path, threads:
     return row
 
 
-def read_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    if rows and list(rows[0]) != COLUMNS:
-        raise SystemExit(f"{path} has columns {list(rows[0])}, expected {COLUMNS}: not this benchmark's CSV.")
-    return rows
-
-
-def write_rows(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda r: (r["task"], ALGOS.index(r["algo"]) if r["algo"] in ALGOS
-                                                     else 99, int(r["seed"]))))
-    tmp.replace(path)
+def _order(row: dict) -> tuple:
+    return row["task"], ALGOS.index(row["algo"]) if row["algo"] in ALGOS else 99, int(row["seed"])
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -164,7 +146,7 @@ def main(argv=None) -> None:
             "eval_episodes": args.eval_episodes, "n_expert": args.n_expert,
             "overrides": [f"dataset.n_expert_trajectories={args.n_expert}", *args.override]}
     csv_path = args.out / f"robomimic_{args.task}.csv"
-    rows = read_rows(csv_path)
+    rows = read_rows(csv_path, COLUMNS)
     if not args.report_only:
         done = {(r["algo"], r["seed"]) for r in rows if r["status"] == "ok"}
         todo = [(a, s) for s in range(args.seeds) for a in args.algos if (a, str(s)) not in done]
@@ -176,7 +158,7 @@ def main(argv=None) -> None:
             for fut in futures:
                 row = fut.result()
                 rows.append(row)
-                write_rows(csv_path, rows)
+                write_rows(csv_path, rows, COLUMNS, _order)
                 print(f"{row['algo']} seed {row['seed']}: {row['status']} final {row['final_success']} "
                       f"({row['wall_s']} s) {row['error']}", flush=True)
         print(f"done in {time.time() - start:.0f} s")

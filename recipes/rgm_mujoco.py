@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a plain checkout
@@ -24,12 +23,7 @@ from torchrl_rgm.envs import evaluate  # noqa: E402
 @hydra.main(config_path="config", config_name="rgm_mujoco", version_base=None)
 def main(cfg: DictConfig) -> dict:
     # 1. Check everything that can be checked before any work, then claim the run directory.
-    rs.validate(cfg)
-    run_dir, resuming = rs.prepare_run_dir(cfg)
-    cfg = rs.load_resumed_config(run_dir) if resuming else cfg
-    device = torch.device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    rs.save_config(cfg, run_dir)
+    cfg, run_dir, resuming, device = rs.start_run(cfg)
 
     # 2. Data: D (union, with is_expert), D^E, mu0, statistics. Built locally if missing.
     data = rs.load_data(cfg)

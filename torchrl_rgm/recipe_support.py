@@ -122,6 +122,17 @@ def prepare_run_dir(cfg: DictConfig) -> tuple[Path, bool]:
     return run_dir, False
 
 
+def start_run(cfg: DictConfig) -> tuple[DictConfig, Path, bool, torch.device]:
+    """Check everything that needs no data, claim (or reopen, with ``resume=``) the run directory,
+    seed torch and save the configuration; returns ``(cfg, run_dir, resuming, device)``."""
+    validate(cfg)
+    run_dir, resuming = prepare_run_dir(cfg)
+    cfg = load_resumed_config(run_dir) if resuming else cfg
+    torch.manual_seed(cfg.seed)
+    save_config(cfg, run_dir)
+    return cfg, run_dir, resuming, torch.device(cfg.device)
+
+
 def load_resumed_config(run_dir: Path) -> DictConfig:
     cfg = OmegaConf.load(run_dir / CONFIG_NAME)
     cfg.resume = str(run_dir)

@@ -30,6 +30,7 @@ from .._keys import NEXT_OBS, OBS, REWARD
 from . import robomimic as _robomimic
 from .absorbing import add_absorbing_states, with_indicator
 from .rewards import make_reward_transform
+from .transitions import append_episode, columns_to_tensordict, new_columns
 
 __all__ = ["DatasetNotFoundError", "RGMData", "find_dataset", "load_rgm_data", "load_transitions", "cache_root"]
 
@@ -80,7 +81,7 @@ def _fingerprint(dataset: minari.MinariDataset) -> str:
 
 
 def _episodes_to_tensordict(dataset: minari.MinariDataset) -> TensorDict:
-    cols: dict[str, list] = {k: [] for k in ("obs", "next_obs", "act", "rew", "term", "trunc", "episode", "step", "ret", "last")}
+    cols = new_columns()
     infos: dict[str, list] = {}
     info_keys = None
     for episode in dataset.iterate_episodes():
@@ -88,22 +89,8 @@ def _episodes_to_tensordict(dataset: minari.MinariDataset) -> TensorDict:
         T = len(episode.actions)
         if obs.ndim != 2:
             raise DatasetError(f"{dataset.spec.dataset_id}: only flat Box observations are supported, got {obs.shape}.")
-        rew = np.asarray(episode.rewards, dtype=np.float32)
-        term = np.asarray(episode.terminations, dtype=bool)
-        trunc = np.asarray(episode.truncations, dtype=bool)
-        last = np.zeros(T, dtype=bool)
-        # the last transition the loader keeps: a timeout's own transition is dropped
-        last[T - 1 if term[-1] or not trunc[-1] or T < 2 else T - 2] = True
-        cols["obs"].append(obs[:-1])
-        cols["next_obs"].append(obs[1:])
-        cols["act"].append(np.asarray(episode.actions, dtype=np.float32).reshape(T, -1))
-        cols["rew"].append(rew)
-        cols["term"].append(term)
-        cols["trunc"].append(trunc)
-        cols["episode"].append(np.full(T, episode.id, dtype=np.int64))
-        cols["step"].append(np.arange(T, dtype=np.int64))
-        cols["ret"].append(np.full(T, rew.sum(), dtype=np.float32))
-        cols["last"].append(last)
+        append_episode(cols, obs[:-1], obs[1:], episode.actions, episode.rewards, episode.terminations,
+                       episode.truncations, episode.id)
         ep_infos = episode.infos if isinstance(episode.infos, dict) else {}
         numeric = {
             k: np.asarray(v, dtype=np.float32)
@@ -116,27 +103,8 @@ def _episodes_to_tensordict(dataset: minari.MinariDataset) -> TensorDict:
             infos.setdefault(k, []).append(v[-T:])  # the info returned with each step
     if not cols["obs"]:
         raise DatasetError(f"{dataset.spec.dataset_id} holds no episodes.")
-    cat = {k: torch.from_numpy(np.concatenate(v)) for k, v in cols.items()}
-    n = cat["obs"].shape[0]
-    td = TensorDict(
-        {
-            OBS: cat["obs"],
-            "action": cat["act"],
-            "episode": cat["episode"],
-            "step": cat["step"],
-            "episode_return": cat["ret"],
-            "transition_id": torch.arange(n),
-            "next": {
-                "observation": cat["next_obs"],
-                "reward": cat["rew"].unsqueeze(-1),
-                "terminated": cat["term"].unsqueeze(-1),
-                "truncated": cat["trunc"].unsqueeze(-1),
-                "done": (cat["term"] | cat["trunc"]).unsqueeze(-1),
-                "last": cat["last"].unsqueeze(-1),
-            },
-        },
-        [n],
-    )
+    td = columns_to_tensordict(cols)
+    n = td.shape[0]
     if info_keys:
         td.set(("next", "info"), TensorDict({k: torch.from_numpy(np.concatenate(infos[k])) for k in sorted(info_keys)}, [n]))
     return td

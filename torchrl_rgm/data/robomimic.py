@@ -18,10 +18,9 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import torch
 from tensordict import TensorDict
 
-from .._keys import OBS
+from .transitions import append_episode, columns_to_tensordict, new_columns
 
 __all__ = ["DEFAULT_OBS_KEYS", "RobomimicEnv", "env_meta_from_file", "is_robomimic_path", "make_torchrl_env",
            "read_transitions"]
@@ -40,7 +39,7 @@ def is_robomimic_path(dataset_id: str) -> bool:
 
 
 def _require(path) -> Path:
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
             f"robomimic file {path} does not exist. Generate one with "
@@ -128,50 +127,19 @@ def read_transitions(path, obs_keys=DEFAULT_OBS_KEYS, filter_key: str | None = N
                                          "every per-step array of a demo must have one row per action.")
             if T == 0:
                 raise RobomimicFileError(f"{path}: data/{name} is empty (0 actions).")
-        cols = {k: [] for k in ("obs", "next_obs", "act", "rew", "term", "trunc", "episode", "step", "ret", "last")}
+        cols = new_columns()
         for name in names:
             g = f["data"][name]
             T = g["actions"].shape[0]
             flat = [np.concatenate([np.asarray(g[grp][k], dtype=np.float32).reshape(T, -1) for k in obs_keys], -1)
                     for grp in ("obs", "next_obs")]
-            rew = np.asarray(g["rewards"], dtype=np.float32).reshape(T)
             term = np.asarray(g["dones"]).reshape(T).astype(bool)
             trunc = np.zeros(T, dtype=bool)
-            trunc[-1] = not term[-1]
-            last = np.zeros(T, dtype=bool)
-            last[T - 1 if term[-1] or T < 2 else T - 2] = True  # the last transition kept (timeouts are dropped)
+            trunc[-1] = not term[-1]  # an episode that did not end done ended at the horizon: a timeout
             number = name.split("_")[-1]
-            cols["obs"].append(flat[0])
-            cols["next_obs"].append(flat[1])
-            cols["act"].append(np.asarray(g["actions"], dtype=np.float32).reshape(T, -1))
-            cols["rew"].append(rew)
-            cols["term"].append(term)
-            cols["trunc"].append(trunc)
-            cols["episode"].append(np.full(T, int(number) if number.isdigit() else len(cols["episode"]), dtype=np.int64))
-            cols["step"].append(np.arange(T, dtype=np.int64))
-            cols["ret"].append(np.full(T, rew.sum(), dtype=np.float32))
-            cols["last"].append(last)
-    cat = {k: torch.from_numpy(np.concatenate(v)) for k, v in cols.items()}
-    n = cat["obs"].shape[0]
-    return TensorDict(
-        {
-            OBS: cat["obs"],
-            "action": cat["act"],
-            "episode": cat["episode"],
-            "step": cat["step"],
-            "episode_return": cat["ret"],
-            "transition_id": torch.arange(n),
-            "next": {
-                "observation": cat["next_obs"],
-                "reward": cat["rew"].unsqueeze(-1),
-                "terminated": cat["term"].unsqueeze(-1),
-                "truncated": cat["trunc"].unsqueeze(-1),
-                "done": (cat["term"] | cat["trunc"]).unsqueeze(-1),
-                "last": cat["last"].unsqueeze(-1),
-            },
-        },
-        [n],
-    )
+            append_episode(cols, flat[0], flat[1], g["actions"][()], g["rewards"][()], term, trunc,
+                           int(number) if number.isdigit() else len(cols["obs"]))
+    return columns_to_tensordict(cols)
 
 
 def file_metadata(path) -> dict:
