@@ -44,10 +44,11 @@ class Task:
     place: bool  # carry the object to a bin after lifting it (Can) or just lift it (Lift)
     ph_horizon: int
     mg_horizon: int
+    mg_severity: float = 1.0  # scales how bad a low-quality mg controller gets (carrying a can is less forgiving)
 
 
 TASKS = {"lift": Task("Lift", place=False, ph_horizon=200, mg_horizon=150),
-         "can": Task("PickPlaceCan", place=True, ph_horizon=400, mg_horizon=300)}
+         "can": Task("PickPlaceCan", place=True, ph_horizon=400, mg_horizon=300, mg_severity=0.75)}
 DATASETS = ("ph", "mg")
 FILE_NAMES = {"ph": "low_dim.hdf5", "mg": "low_dim_sparse.hdf5"}
 
@@ -119,7 +120,7 @@ class ScriptedController:
 
     def __init__(self, task: Task, env, rng: np.random.Generator, quality: float = 1.0):
         self.task, self.rng, self.q = task, rng, quality
-        bad = 1.0 - quality
+        bad = (1.0 - quality) * task.mg_severity
         self.noise = 0.02 + 0.4 * bad
         self.grasp_error = rng.normal(0.0, 0.02 * bad, size=3) * np.array([1, 1, 0.5])
         self.burst_prob = 0.04 * bad
@@ -144,7 +145,9 @@ class ScriptedController:
         elif self.phase == 1:  # down to it (or as far as the fingers go)
             goal, a[6] = grip_at, -1.0
             self.timer += 1
-            if np.linalg.norm(goal - eef) < 0.008 or (self.timer > 25 and np.linalg.norm((goal - eef)[:2]) < 0.01):
+            # the can's top stops the fingers above its centre: after a while, close once centred
+            centred = np.linalg.norm((goal - eef)[:2]) < (0.02 if self.task.place else 0.01)
+            if np.linalg.norm(goal - eef) < 0.008 or (self.timer > 25 and centred):
                 self.phase, self.timer = 2, 0
         elif self.phase == 2:  # close
             goal, a[6] = grip_at, 1.0
@@ -159,6 +162,8 @@ class ScriptedController:
             goal, a[6] = np.array([self.target[0], self.target[1], eef[2]]), 1.0
             if np.linalg.norm((goal - eef)[:2]) < 0.02:
                 self.phase = 5
+            elif np.linalg.norm(obj - eef) > 0.06:  # dropped it on the way: start over
+                self.phase, self.timer = 0, 0
         else:  # release
             goal, a[6] = eef, -1.0
         a[:3] = self.gain * (goal - eef)
@@ -168,7 +173,10 @@ class ScriptedController:
             self.burst, self.burst_action = int(self.rng.integers(5, 15)), self.rng.uniform(-1, 1, 7)
         if self.burst > 0:
             self.burst -= 1
+            grip = a[6]
             a = self.burst_action.copy()
+            if self.task.place:  # carrying: a burst jolts the arm but keeps the grip (early releases drop it)
+                a[6] = grip
         a[:6] += self.rng.normal(0.0, self.noise, 6)
         return np.clip(a, -1.0, 1.0)
 
