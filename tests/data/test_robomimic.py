@@ -220,3 +220,16 @@ def test_robomimic_handwritten_file_reads_exactly(tmp_path):
     with pytest.raises(RobomimicFileError, match="no filter key 'train'"):
         read_transitions(path, KEYS, filter_key="train")
     assert torch.equal(td["transition_id"], torch.arange(7))
+
+
+def test_robomimic_can_pick_and_place_demo(tmp_path):
+    """The scripted controller also solves Can (pick, carry to the bin, release): a ph demo succeeds."""
+    requires("robosuite")
+    from torchrl_rgm.data.robomimic_build import build_task
+
+    summary = build_task("can", root=tmp_path, datasets=["ph"], ph_episodes=1, log=lambda *_: None)
+    assert summary["ph"]["controller_success_rate"] > 0
+    with h5py.File(summary["ph"]["path"]) as f:
+        assert json.loads(f["data"].attrs["env_args"])["env_name"] == "PickPlaceCan"
+        g = f["data/demo_0"]
+        assert g["obs/object"].shape[1] == 14 and g["rewards"][-1] == 1 and g["dones"][-1] == 1
