@@ -88,6 +88,7 @@ def markdown(summary: dict, spec: dict) -> str:
     lines = [f"Success rate (%) on generated {spec['task']} data (mg union + {spec['n_expert']} ph demos, sparse "
              f"reward), {spec['updates']} updates, {spec['eval_episodes']} evaluation episodes; mean [95% bootstrap CI] "
              "over seeds (per-seed values).", "",
+             *([f"Variant `{spec['tag']}`: overrides {spec['overrides'][1:]}.", ""] if spec.get("tag") else []),
              "| algorithm | runs | final | best during training |", "|---|---:|---|---|"]
     for algo, e in summary.items():
         cells = []
@@ -140,12 +141,14 @@ def main(argv=None) -> None:
     parser.add_argument("--override", action="append", default=[], help="extra recipe override (repeatable)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "outputs" / "robomimic_benchmark")
+    parser.add_argument("--tag", default="", help="names a variant's outputs: robomimic_<task>_<tag>.* (ablations)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
-    spec = {"task": args.task, "updates": args.updates, "eval_every": args.eval_every,
+    spec = {"task": args.task, "tag": args.tag, "updates": args.updates, "eval_every": args.eval_every,
             "eval_episodes": args.eval_episodes, "n_expert": args.n_expert,
             "overrides": [f"dataset.n_expert_trajectories={args.n_expert}", *args.override]}
-    csv_path = args.out / f"robomimic_{args.task}.csv"
+    name = f"robomimic_{args.task}" + (f"_{args.tag}" if args.tag else "")
+    csv_path = args.out / f"{name}.csv"
     rows = read_rows(csv_path, COLUMNS)
     if not args.report_only:
         done = {(r["algo"], r["seed"]) for r in rows if r["status"] == "ok"}
@@ -154,7 +157,8 @@ def main(argv=None) -> None:
         print(f"{len(todo)} runs to do ({len(done)} in {csv_path})")
         start = time.time()
         with ThreadPoolExecutor(args.jobs) as pool:
-            futures = [pool.submit(run_one, args.task, a, s, spec, args.runs_dir, 1) for a, s in todo]
+            runs_dir = args.runs_dir / args.tag if args.tag else args.runs_dir
+            futures = [pool.submit(run_one, args.task, a, s, spec, runs_dir, 1) for a, s in todo]
             for fut in futures:
                 row = fut.result()
                 rows.append(row)
