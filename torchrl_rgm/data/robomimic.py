@@ -22,7 +22,7 @@ from tensordict import TensorDict
 
 from .transitions import append_episode, columns_to_tensordict, new_columns
 
-__all__ = ["DEFAULT_OBS_KEYS", "RobomimicEnv", "env_meta_from_file", "is_robomimic_path", "make_torchrl_env",
+__all__ = ["DEFAULT_OBS_KEYS", "RobomimicEnv", "RobomimicFileError", "env_meta_from_file", "is_robomimic_path", "make_torchrl_env",
            "read_transitions"]
 
 DEFAULT_OBS_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object")
