@@ -134,7 +134,7 @@ def main(argv=None) -> None:
     parser.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--updates", type=int, default=20000)
-    parser.add_argument("--eval-every", type=int, default=5000)
+    parser.add_argument("--eval-every", type=int, default=10000, help="evaluations cost more than updates here")
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--n-expert", type=int, default=10, help="dataset.n_expert_trajectories")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
