@@ -22,8 +22,8 @@ from tensordict import TensorDict
 
 from .transitions import append_episode, columns_to_tensordict, new_columns
 
-__all__ = ["DEFAULT_OBS_KEYS", "RobomimicEnv", "RobomimicFileError", "env_meta_from_file", "is_robomimic_path", "make_torchrl_env",
-           "read_transitions"]
+__all__ = ["DEFAULT_OBS_KEYS", "RobomimicEnv", "RobomimicFileError", "env_meta_from_file", "is_robomimic_path",
+           "make_robosuite_env", "make_torchrl_env", "read_transitions", "robomimic_obs"]
 
 DEFAULT_OBS_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object")
 SUFFIXES = (".hdf5", ".h5")
@@ -148,6 +148,31 @@ def file_metadata(path) -> dict:
     return {"env_id": meta.get("env_name"), "ref_min_score": 0.0, "ref_max_score": 1.0, "env_meta": meta}
 
 
+def make_robosuite_env(meta: dict, **overrides):
+    """A robosuite env from robomimic env metadata, with the kwargs robomimic's ``EnvRobosuite`` passes.
+
+    robomimic 0.3.0's ``EnvRobosuite`` imports ``mujoco_py`` (unmaintained, not installable here),
+    so this makes the environment with robosuite directly: low-dimensional observations, no
+    rendering, ``ignore_done`` (the caller owns the horizon).
+    """
+    import robosuite
+
+    if meta.get("type") != 1:
+        raise ValueError(f"env metadata type {meta.get('type')!r} is not robosuite (1); only robosuite files are supported.")
+    kwargs = dict(meta["env_kwargs"])
+    kwargs.update(has_renderer=False, has_offscreen_renderer=False, ignore_done=True, use_object_obs=True,
+                  use_camera_obs=False, camera_depths=False)
+    kwargs.update(overrides)
+    return robosuite.make(meta["env_name"], **kwargs)
+
+
+def robomimic_obs(obs: dict) -> dict:
+    """robosuite's observation dict with robomimic's ``object`` key (= ``object-state``)."""
+    out = dict(obs)
+    out["object"] = np.asarray(obs["object-state"])
+    return out
+
+
 class RobomimicEnv(gym.Env):
     """robosuite, made from robomimic env metadata; flat observations in ``obs_keys`` order.
 
@@ -159,8 +184,6 @@ class RobomimicEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, env_meta: dict, obs_keys=DEFAULT_OBS_KEYS, horizon: int = 400):
-        from .robomimic_build import make_robosuite_env
-
         self.obs_keys, self.horizon = tuple(obs_keys), int(horizon)
         self.env = make_robosuite_env(env_meta, horizon=self.horizon)
         low, high = self.env.action_spec
@@ -170,8 +193,6 @@ class RobomimicEnv(gym.Env):
         self._t = 0
 
     def _flat(self, obs: dict) -> np.ndarray:
-        from .robomimic_build import robomimic_obs
-
         obs = robomimic_obs(obs)
         missing = [k for k in self.obs_keys if k not in obs]
         if missing:

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TASKS", "OBS_KEYS", "build_task", "default_root", "dataset_path", "env_meta", "make_robosuite_env"]
+from .robomimic import DEFAULT_OBS_KEYS as OBS_KEYS, make_robosuite_env, robomimic_obs
 
-OBS_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object")
+__all__ = ["TASKS", "OBS_KEYS", "build_task", "default_root", "dataset_path", "env_meta"]
 
 
 @dataclass(frozen=True)
@@ -86,31 +86,6 @@ def env_meta(task: str) -> dict:
     }
 
 
-def make_robosuite_env(meta: dict, **overrides):
-    """A robosuite env from robomimic env metadata, with the kwargs robomimic's ``EnvRobosuite`` passes.
-
-    robomimic 0.3.0's ``EnvRobosuite`` imports ``mujoco_py`` (unmaintained, not installable here),
-    so this makes the environment with robosuite directly: low-dimensional observations, no
-    rendering, ``ignore_done`` (the caller owns the horizon).
-    """
-    import robosuite
-
-    if meta.get("type") != 1:
-        raise ValueError(f"env metadata type {meta.get('type')!r} is not robosuite (1); only robosuite files are supported.")
-    kwargs = dict(meta["env_kwargs"])
-    kwargs.update(has_renderer=False, has_offscreen_renderer=False, ignore_done=True, use_object_obs=True,
-                  use_camera_obs=False, camera_depths=False)
-    kwargs.update(overrides)
-    return robosuite.make(meta["env_name"], **kwargs)
-
-
-def robomimic_obs(obs: dict) -> dict:
-    """robosuite's observation dict with robomimic's ``object`` key (= ``object-state``)."""
-    out = dict(obs)
-    out["object"] = np.asarray(obs["object-state"])
-    return out
-
-
 class ScriptedController:
     """Pick (and place) with OSC_POSE position deltas: above → down → grasp → up (→ over bin → release).
 
@@ -119,7 +94,7 @@ class ScriptedController:
     """
 
     def __init__(self, task: Task, env, rng: np.random.Generator, quality: float = 1.0):
-        self.task, self.rng, self.q = task, rng, quality
+        self.task, self.rng = task, rng
         bad = (1.0 - quality) * task.mg_severity
         self.noise = 0.02 + 0.4 * bad
         self.grasp_error = rng.normal(0.0, 0.02 * bad, size=3) * np.array([1, 1, 0.5])
