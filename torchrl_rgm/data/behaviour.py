@@ -2,6 +2,7 @@
 
     python -m torchrl_rgm.data.behaviour --env hopper            # train (resumes if interrupted)
     python -m torchrl_rgm.data.behaviour --env hopper --export   # pick expert/medium/replay snapshots
+    python -m torchrl_rgm.data.behaviour --env halfcheetah-jump  # a task of a family (data/tasks.py)
 
 Training keeps its full state (networks, optimisers, replay buffer, RNG, step) in
 ``--workdir`` and resumes from it. Every ``--eval-every`` steps the deterministic policy is
@@ -29,13 +30,22 @@ from tqdm import tqdm
 
 from ..modules import _mlp, make_actor
 from ..train import save_checkpoint as atomic_save
-from .envs import ENVS, make_env
+from .envs import env_names, make_env
 
 POLICY_DIR = Path(__file__).parent / "policies"
 DEFAULT_WORKDIR = Path(os.environ.get("TORCHRL_RGM_CACHE", Path.home() / ".cache" / "torchrl_rgm")) / "behaviour"
 
 # per-environment step budgets: enough for TD3 to pass the expert targets
-BUDGETS = {"hopper": 400_000, "walker2d": 500_000, "halfcheetah": 250_000}
+BUDGETS = {"hopper": 400_000, "walker2d": 500_000, "halfcheetah": 250_000,
+           # the data-sharing tasks (run-forward reuses the environments' policies), sized for this machine
+           "halfcheetah-run-backward": 120_000, "halfcheetah-jump": 120_000, "walker2d-run-backward": 200_000}
+
+
+def policy_dir_name(env_name: str) -> str:
+    """Where an environment's or a task's policies live (run-forward tasks share their env's)."""
+    from .tasks import TASKS
+
+    return TASKS[env_name].policy_name if env_name in TASKS else env_name
 
 
 class TD3:
@@ -223,7 +233,7 @@ def export(env_name: str, workdir: Path, out_dir: Path, n_replay: int = 5) -> di
 
 def load_policy(env_name: str, level: str, policy_dir: Path = POLICY_DIR) -> TensorDictModule:
     """A shipped behaviour policy (``expert``, ``medium``, ``replay_<k>``) as a deterministic actor."""
-    path = policy_dir / env_name / f"{level}.pt"
+    path = policy_dir / policy_dir_name(env_name) / f"{level}.pt"
     if not path.exists():
         raise FileNotFoundError(
             f"No shipped policy {path}. Available: {sorted(p.stem for p in path.parent.glob('*.pt'))}"
@@ -236,7 +246,7 @@ def load_policy(env_name: str, level: str, policy_dir: Path = POLICY_DIR) -> Ten
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", required=True, choices=sorted(ENVS))
+    parser.add_argument("--env", required=True, choices=env_names())
     parser.add_argument("--steps", type=int, default=None, help="total environment steps (default per env)")
     parser.add_argument("--eval-every", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
@@ -245,10 +255,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     workdir = args.workdir or DEFAULT_WORKDIR / args.env
     if args.export:
-        print(json.dumps(export(args.env, workdir, POLICY_DIR / args.env), indent=1))
+        print(json.dumps(export(args.env, workdir, POLICY_DIR / policy_dir_name(args.env)), indent=1))
         return
     start = time.time()
-    train(args.env, workdir, args.steps or BUDGETS[args.env], args.eval_every, args.seed)
+    train(args.env, workdir, args.steps or BUDGETS.get(args.env, 250_000), args.eval_every, args.seed)
     print(f"done in {time.time() - start:.0f} s")
 
 

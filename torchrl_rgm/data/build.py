@@ -36,7 +36,12 @@ from .envs import ENVS, env_id, make_env
 
 LEVELS = ["random", "medium", "medium-replay", "medium-expert", "expert"]
 DEFAULT_STEPS = {"random": 100_000, "medium": 200_000, "medium-replay": 100_000, "expert": 200_000}
-INFO_KEYS = ("x_position", "x_velocity", "reward_forward", "reward_ctrl", "reward_survive")
+INFO_KEYS = ("x_position", "x_velocity", "reward_forward", "reward_ctrl", "reward_survive", "z_position")
+
+
+def _info(env, info) -> dict:
+    """The logged per-step infos; ``z_position`` (``qpos[1]``, torso height) for the task rewards."""
+    return {**info, "z_position": float(env.unwrapped.data.qpos[1])}
 
 
 def dataset_id(env: str, level: str) -> str:
@@ -45,6 +50,7 @@ def dataset_id(env: str, level: str) -> str:
 
 def _episode(env, policy, noise, rng, seed, episode_id, max_steps=None) -> EpisodeBuffer:
     obs, info = env.reset(seed=seed)
+    info = _info(env, info)
     observations, actions, rewards, terms, truncs = [obs], [], [], [], []
     infos = {k: [float(info.get(k, 0.0))] for k in INFO_KEYS}
     done = False
@@ -54,6 +60,7 @@ def _episode(env, policy, noise, rng, seed, episode_id, max_steps=None) -> Episo
         else:
             action = policy_action(policy, obs, noise, rng).astype(np.float32)
         obs, reward, term, trunc, info = env.step(action)
+        info = _info(env, info)
         if max_steps is not None and len(actions) + 1 >= max_steps:
             trunc = True
         observations.append(obs)

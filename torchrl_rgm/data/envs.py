@@ -1,4 +1,8 @@
-"""The gymnasium MuJoCo tasks the datasets come from."""
+"""The gymnasium MuJoCo tasks the datasets come from.
+
+A name is an environment (``hopper``, ``halfcheetah``, ``walker2d``: its own reward) or a task
+of a family, ``<env>-<task>`` (:mod:`torchrl_rgm.data.tasks`: same dynamics, another reward).
+"""
 from __future__ import annotations
 
 import gymnasium as gym
@@ -6,12 +10,28 @@ import gymnasium as gym
 ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
 
 
+def env_names() -> list[str]:
+    """Every accepted name: the environments, then the tasks."""
+    from .tasks import TASKS
+
+    return sorted(ENVS) + sorted(TASKS)
+
+
 def env_id(name: str) -> str:
+    """The gymnasium id of an environment or of a task's environment."""
+    from .tasks import TASKS
+
+    if name in TASKS:
+        name = TASKS[name].env
     try:
         return ENVS[name]
     except KeyError:
-        raise ValueError(f"Unknown env {name!r}; accepted values are {sorted(ENVS)}.") from None
+        raise ValueError(f"Unknown env {name!r}; accepted values are {env_names()}.") from None
 
 
 def make_env(name: str, **kwargs) -> gym.Env:
+    from .tasks import TASKS, make_task_env
+
+    if name in TASKS:
+        return make_task_env(name, **kwargs)
     return gym.make(env_id(name), **kwargs)
