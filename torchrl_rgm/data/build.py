@@ -2,6 +2,7 @@
 
     python -m torchrl_rgm.data.build --env hopper     # rgm/hopper/{random,medium,medium-replay,medium-expert,expert}-v0
     python -m torchrl_rgm.data.build --all            # all three environments
+    python -m torchrl_rgm.data.build --tasks          # the task families: rgm/<env>-<task>/{medium,medium-replay,expert}-v0
 
 Levels: ``random`` (uniform actions), ``medium`` and ``expert`` (the shipped policies with
 Gaussian exploration noise ``--noise``), ``medium-replay`` (a tenth uniform actions — the
@@ -31,10 +32,12 @@ import torch
 from minari.data_collector import EpisodeBuffer
 from tqdm import tqdm
 
-from .behaviour import POLICY_DIR, load_policy, policy_action
-from .envs import ENVS, env_id, make_env
+from .behaviour import POLICY_DIR, load_policy, policy_action, policy_dir_name
+from .envs import ENVS, env_id, env_names, make_env
+from .tasks import TASKS
 
 LEVELS = ["random", "medium", "medium-replay", "medium-expert", "expert"]
+TASK_LEVELS = ["medium", "medium-replay", "expert"]  # what --tasks builds for each task of a family
 DEFAULT_STEPS = {"random": 100_000, "medium": 200_000, "medium-replay": 100_000, "expert": 200_000}
 INFO_KEYS = ("x_position", "x_velocity", "reward_forward", "reward_ctrl", "reward_survive", "z_position")
 
@@ -151,7 +154,8 @@ def check_targets(envs, levels, overwrite) -> None:
         raise FileExistsError(
             f"Datasets already exist in {root}: {existing}. Pass --overwrite to rebuild them."
         )
-    missing = [str(POLICY_DIR / e) for e in envs if not (POLICY_DIR / e / "expert.pt").exists()]
+    missing = [str(POLICY_DIR / policy_dir_name(e)) for e in envs
+               if not (POLICY_DIR / policy_dir_name(e) / "expert.pt").exists()]
     if missing:
         raise FileNotFoundError(
             f"No shipped behaviour policies in {missing}: train them with "
@@ -164,7 +168,7 @@ def build_env(env_name: str, levels=LEVELS, scale: float = 1.0, seed: int = 0, n
     torch.set_num_threads(1)
     steps = {k: max(1, int(v * scale)) for k, v in DEFAULT_STEPS.items()}
     ref_min, ref_max = reference_scores(env_name, seed)
-    replay = sorted(POLICY_DIR.joinpath(env_name).glob("replay_*.pt"))
+    replay = sorted(POLICY_DIR.joinpath(policy_dir_name(env_name)).glob("replay_*.pt"))
     built, cache = {}, {}
     plans = {
         "random": [(None, 0.0, 1.0)],
@@ -184,7 +188,8 @@ def build_env(env_name: str, levels=LEVELS, scale: float = 1.0, seed: int = 0, n
         if level not in levels:
             continue
         ds_id = dataset_id(env_name, level)
-        description = (f"{level} data on {env_id(env_name)} from torchrl_rgm's TD3 behaviour policies "
+        task = (f" for the task {env_name} (reward: see torchrl_rgm/data/tasks.py)" if env_name in TASKS else "")
+        description = (f"{level} data on {env_id(env_name)}{task} from torchrl_rgm's TD3 behaviour policies "
                        f"(noise {noise}, seed {seed}); see torchrl_rgm/data/build.py")
         path = write_dataset(ds_id, episodes, env_name, ref_min, ref_max, description, overwrite)
         built[ds_id] = {"episodes": len(episodes), "steps": int(sum(len(e.actions) for e in episodes)),
@@ -204,9 +209,11 @@ def file_digest(path: Path) -> str:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--env", choices=sorted(ENVS))
+    group.add_argument("--env", choices=env_names(), help="an environment or a task (<env>-<task>)")
     group.add_argument("--all", action="store_true", help="hopper, halfcheetah and walker2d")
-    parser.add_argument("--levels", nargs="+", default=LEVELS, choices=LEVELS)
+    group.add_argument("--tasks", action="store_true", help=f"every task of the families: {sorted(TASKS)}")
+    parser.add_argument("--levels", nargs="+", default=None, choices=LEVELS,
+                        help=f"default: all for environments, {TASK_LEVELS} for tasks")
     parser.add_argument("--scale", type=float, default=1.0, help=f"multiplies the default sizes {DEFAULT_STEPS}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise", type=float, default=0.1, help="Gaussian exploration noise of the policies")
@@ -215,7 +222,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.scale <= 0:
         parser.error("--scale must be > 0")
-    envs = sorted(ENVS) if args.all else [args.env]
+    envs = sorted(ENVS) if args.all else sorted(TASKS) if args.tasks else [args.env]
+    args.levels = args.levels or (TASK_LEVELS if args.tasks or args.env in TASKS else LEVELS)
     check_targets(envs, args.levels, args.overwrite)  # before any rollout
     start = time.time()
     kwargs = dict(levels=args.levels, scale=args.scale, seed=args.seed, noise=args.noise, overwrite=args.overwrite)
@@ -225,9 +233,10 @@ def main(argv=None) -> dict:
     else:
         results = [_build_one((e, kwargs)) for e in envs]
     built = {k: v for r in results for k, v in r.items()}
-    print(f"\n{'dataset':<34}{'episodes':>9}{'steps':>10}{'ref_min':>10}{'ref_max':>10}")
+    w = max([34, *(len(k) + 2 for k in built)])
+    print(f"\n{"dataset":<{w}}{'episodes':>9}{'steps':>10}{'ref_min':>10}{'ref_max':>10}")
     for ds_id, info in built.items():
-        print(f"{ds_id:<34}{info['episodes']:>9}{info['steps']:>10}{info['ref_min_score']:>10.1f}{info['ref_max_score']:>10.1f}")
+        print(f"{ds_id:<{w}}{info['episodes']:>9}{info['steps']:>10}{info['ref_min_score']:>10.1f}{info['ref_max_score']:>10.1f}")
     print(f"built {len(built)} datasets in {time.time() - start:.0f} s")
     return built
 
