@@ -234,7 +234,7 @@ def main(argv=None) -> dict:
         results = [_build_one((e, kwargs)) for e in envs]
     built = {k: v for r in results for k, v in r.items()}
     w = max([34, *(len(k) + 2 for k in built)])
-    print(f"\n{"dataset":<{w}}{'episodes':>9}{'steps':>10}{'ref_min':>10}{'ref_max':>10}")
+    print(f"\n{'dataset':<{w}}{'episodes':>9}{'steps':>10}{'ref_min':>10}{'ref_max':>10}")
     for ds_id, info in built.items():
         print(f"{ds_id:<{w}}{info['episodes']:>9}{info['steps']:>10}{info['ref_min_score']:>10.1f}{info['ref_max_score']:>10.1f}")
     print(f"built {len(built)} datasets in {time.time() - start:.0f} s")

@@ -218,6 +218,46 @@ def _select_episodes(td: TensorDict, n: int, dataset_id: str) -> TensorDict:
     return td[torch.isin(td.get("episode"), episodes[:n])]
 
 
+def drop_timeouts(td: TensorDict) -> TensorDict:
+    """Timeouts are not terminals: their transitions go (their ``s'`` is not a real successor)."""
+    timeout = td.get(("next", "truncated")).reshape(-1) & ~td.get(("next", "terminated")).reshape(-1)
+    td = td[~timeout]
+    td.set(("next", "done"), td.get(("next", "terminated")).clone())
+    return td
+
+
+def finish_union(union: TensorDict, expert: TensorDict, *, standardize: bool, reward_scaling: str, absorbing: bool,
+                 terminal_absorbing_loop: bool):
+    """Initial observations, timeouts dropped, statistics of the union applied to both sets, absorbing states.
+
+    Returns ``(union, expert, initial_observation, (obs_mean, obs_std, reward_mean, reward_std))``.
+    """
+    initial = union[union.get("step") == 0].get(OBS)
+    union, expert = drop_timeouts(union), drop_timeouts(expert)
+    obs = union.get(OBS)
+    if standardize:
+        obs_mean, obs_std = obs.mean(0), obs.std(0).clamp(min=1e-3)
+    else:
+        obs_mean, obs_std = torch.zeros(obs.shape[-1]), torch.ones(obs.shape[-1])
+    reward_mean, reward_std = 0.0, 1.0
+    if standardize and reward_scaling != "none":
+        r = union.get(REWARD)
+        reward_std = r.std().item()
+        reward_std = reward_std if reward_std > 1e-6 else 1.0
+        if reward_scaling == "zscore":
+            reward_mean = r.mean().item()
+    for td in (union, expert):
+        td.set(OBS, (td.get(OBS) - obs_mean) / obs_std)
+        td.set(NEXT_OBS, (td.get(NEXT_OBS) - obs_mean) / obs_std)
+        td.set(REWARD, (td.get(REWARD) - reward_mean) / reward_std)
+    initial = (initial - obs_mean) / obs_std
+    if absorbing:
+        union = add_absorbing_states(union, terminal_loop=terminal_absorbing_loop)
+        expert = add_absorbing_states(expert, terminal_loop=terminal_absorbing_loop)
+        initial = with_indicator(initial)
+    return union, expert, initial, (obs_mean, obs_std, reward_mean, reward_std)
+
+
 def _process(union_id: str, expert_id: str, *, n_expert_trajectories: int, reward: str, reward_kwargs: dict,
              add_expert_to_union: bool, absorbing: bool, standardize: bool, reward_scaling: str,
              terminal_absorbing_loop: bool, obs_keys, download: bool, cache_dir: Path | None) -> RGMData:
@@ -253,36 +293,9 @@ def _process(union_id: str, expert_id: str, *, n_expert_trajectories: int, rewar
         union.set("is_expert", torch.zeros(union.shape[0], 1, dtype=torch.bool))
         if add_expert_to_union:
             union = torch.cat([union, expert.select(*union.keys(True, True))], 0)
-    initial = union[union.get("step") == 0].get(OBS)
-
-    def drop_timeouts(td):
-        timeout = td.get(("next", "truncated")).reshape(-1) & ~td.get(("next", "terminated")).reshape(-1)
-        td = td[~timeout]
-        td.set(("next", "done"), td.get(("next", "terminated")).clone())
-        return td
-
-    union, expert = drop_timeouts(union), drop_timeouts(expert)
-    obs = union.get(OBS)
-    if standardize:
-        obs_mean, obs_std = obs.mean(0), obs.std(0).clamp(min=1e-3)
-    else:
-        obs_mean, obs_std = torch.zeros(obs.shape[-1]), torch.ones(obs.shape[-1])
-    reward_mean, reward_std = 0.0, 1.0
-    if standardize and reward_scaling != "none":
-        r = union.get(REWARD)
-        reward_std = r.std().item()
-        reward_std = reward_std if reward_std > 1e-6 else 1.0
-        if reward_scaling == "zscore":
-            reward_mean = r.mean().item()
-    for td in (union, expert):
-        td.set(OBS, (td.get(OBS) - obs_mean) / obs_std)
-        td.set(NEXT_OBS, (td.get(NEXT_OBS) - obs_mean) / obs_std)
-        td.set(REWARD, (td.get(REWARD) - reward_mean) / reward_std)
-    initial = (initial - obs_mean) / obs_std
-    if absorbing:
-        union = add_absorbing_states(union, terminal_loop=terminal_absorbing_loop)
-        expert = add_absorbing_states(expert, terminal_loop=terminal_absorbing_loop)
-        initial = with_indicator(initial)
+    union, expert, initial, stats = finish_union(union, expert, standardize=standardize, reward_scaling=reward_scaling,
+                                                 absorbing=absorbing, terminal_absorbing_loop=terminal_absorbing_loop)
+    obs_mean, obs_std, reward_mean, reward_std = stats
 
     meta = raw_union_metadata(union_id, download)
     return RGMData(
