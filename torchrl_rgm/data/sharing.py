@@ -116,7 +116,6 @@ def load_sharing_data(
     source_ids = [resolve_dataset(s) for s in sources]
     unlabelled_ids = [resolve_dataset(s) for s in unlabelled]
     expert_id = resolve_dataset(expert or f"{target}/expert")
-    tasks = {i: source_task(i) for i in source_ids + unlabelled_ids}
 
     # Checks before any work: the expert data exists, every dataset has the target's spaces.
     from .envs import make_env
@@ -139,6 +138,7 @@ def load_sharing_data(
                 f"({get_task(target).env}) has {want[0]}/{want[1]}: share data between tasks of the same "
                 "environment only."
             )
+    tasks = {i: source_task(i) for i in source_ids + unlabelled_ids}
 
     names, parts = [], []
     for k, ds_id in enumerate(source_ids + unlabelled_ids):
