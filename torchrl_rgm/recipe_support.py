@@ -11,7 +11,7 @@ from pathlib import Path
 import minari
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from tqdm import tqdm
 
 from .data import REWARD_SETTINGS, load_rgm_data
@@ -20,7 +20,7 @@ from .data.build import LEVELS, build_env, dataset_id
 from .data.envs import ENVS
 from .modules import make_actor, make_discriminator, make_reward_correction_network, make_value_network
 from .objectives import DIVERGENCES, DiscriminatorLoss, RewardCorrectionLoss, RGMLoss
-from .report import plot_learning_curve, plot_reward_correction, write_json
+from .report import plot_learning_curve, plot_per_source, plot_reward_correction, write_json
 from .objectives.rgm import reward_correction
 from .baselines import IQLUpdate, TD3BCUpdate, WeightedBCUpdate, make_qvalue_network
 from .train import (BCUpdate, RGMUpdate, TransitionSampler, load_checkpoint, log_density_ratio,
@@ -43,14 +43,33 @@ def _choice(name, value, choices):
 
 
 def domain(cfg: DictConfig) -> str:
-    """``mujoco`` (Minari locomotion datasets) or ``robomimic`` (robosuite manipulation files)."""
+    """``mujoco`` (Minari locomotion datasets), ``robomimic`` (robosuite manipulation files) or
+    ``datasharing`` (a target task learnt from other tasks' datasets, :mod:`torchrl_rgm.data.sharing`)."""
     return cfg.get("domain", "mujoco")
+
+
+def run_name(cfg: DictConfig) -> str:
+    """What the run is, in a few words (plot titles, default run directory)."""
+    if domain(cfg) == "datasharing":
+        return f"{cfg.env.name} from shared data, {cfg.algo.name}{' relabelled' if cfg.algo.get('relabel') else ''}"
+    return f"{cfg.env.name} {cfg.dataset.union}, {cfg.reward.name} reward"
 
 
 def validate(cfg: DictConfig) -> None:
     """Every check that needs no data, before anything is built or trained."""
-    _choice("domain", domain(cfg), ["mujoco", "robomimic"])
-    if domain(cfg) == "robomimic":
+    _choice("domain", domain(cfg), ["mujoco", "robomimic", "datasharing"])
+    if cfg.algo.get("relabel") and domain(cfg) != "datasharing":
+        raise ConfigError(f"algo={cfg.algo.name} with relabel=true relabels shared data with a target task's reward: "
+                          "it belongs to recipes/rgm_datasharing.py.")
+    if domain(cfg) == "datasharing":
+        from .data.tasks import TASKS
+
+        _choice("target task (env.name)", cfg.env.name, TASKS)
+        _choice("expert dataset level", cfg.dataset.expert, LEVELS)
+        _choice("source level", cfg.dataset.source_level, LEVELS)
+        if cfg.dataset.sources is not None and not isinstance(cfg.dataset.sources, (list, ListConfig)):
+            raise ConfigError(f"dataset.sources must be a list of datasets or null, got {cfg.dataset.sources!r}.")
+    elif domain(cfg) == "robomimic":
         from .data.robomimic_build import DATASETS, TASKS
 
         _choice("robomimic task (env.name)", cfg.env.name, TASKS)
@@ -65,7 +84,8 @@ def validate(cfg: DictConfig) -> None:
         _choice("env", cfg.env.name, ENVS)
         _choice("dataset level", cfg.dataset.union, LEVELS)
         _choice("expert dataset level", cfg.dataset.expert, LEVELS)
-    _choice("reward setting", cfg.reward.name, REWARD_SETTINGS)
+    if domain(cfg) != "datasharing":  # there, each source keeps its own task's reward
+        _choice("reward setting", cfg.reward.name, REWARD_SETTINGS)
     _choice("algorithm", cfg.algo.name, ALGOS)
     _choice("algo.actor", cfg.algo.actor, ["auto", "deterministic", "stochastic"])
     needed = ACTORS.get(cfg.algo.name)
@@ -112,7 +132,9 @@ def prepare_run_dir(cfg: DictConfig) -> tuple[Path, bool]:
         run_dir = Path(cfg.run_dir)
     else:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = Path("outputs") / f"{cfg.env.name}-{cfg.dataset.union}-{cfg.reward.name}-s{cfg.seed}-{stamp}"
+        what = (f"{cfg.algo.name}{'-relabel' if cfg.algo.get('relabel') else ''}" if domain(cfg) == "datasharing"
+                else f"{cfg.dataset.union}-{cfg.reward.name}")
+        run_dir = Path("outputs") / f"{cfg.env.name}-{what}-s{cfg.seed}-{stamp}"
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(
             f"Run directory {run_dir} exists and is not empty: pass resume={run_dir} to continue it, "
@@ -182,9 +204,35 @@ def _load_robomimic(cfg: DictConfig, reward: str | None):
     )
 
 
+def _load_sharing(cfg: DictConfig):
+    from .data.sharing import default_sources, load_sharing_data, resolve_dataset
+
+    d, target = cfg.dataset, cfg.env.name
+    sources = list(d.sources) if d.sources is not None else default_sources(target, d.source_level)
+    unlabelled = list(d.unlabelled or [])
+    expert = f"{target}/{d.expert}"
+    if d.build_if_missing:
+        local = set(minari.list_local_datasets())
+        wanted = {}
+        for name in sources + unlabelled + [expert]:
+            ds_id = resolve_dataset(name)
+            parts = ds_id.split("/")
+            if ds_id not in local and parts[0] == "rgm" and len(parts) == 3:
+                wanted.setdefault(parts[1], []).append(parts[2].removesuffix("-v0"))
+        for task, levels in sorted(wanted.items()):
+            print(f"building rgm/{task}/{levels} (once; python -m torchrl_rgm.data.build --tasks)")
+            build_env(task, levels=levels, scale=d.build_scale)
+    return load_sharing_data(
+        target, sources, unlabelled, expert=expert, n_expert_trajectories=d.n_expert_trajectories,
+        relabel=bool(cfg.algo.get("relabel", False)), add_expert_to_union=d.add_expert_to_union,
+        reward_scaling=cfg.data.reward_scaling, terminal_absorbing_loop=cfg.data.terminal_absorbing_loop)
+
+
 def load_data(cfg: DictConfig, reward: str | None = None):
     if domain(cfg) == "robomimic":
         return _load_robomimic(cfg, reward)
+    if domain(cfg) == "datasharing":
+        return _load_sharing(cfg)
     union_id, expert_id = _dataset_ids(cfg)
     if cfg.dataset.namespace == "rgm" and cfg.dataset.build_if_missing:
         local = minari.list_local_datasets()
@@ -201,6 +249,10 @@ def load_data(cfg: DictConfig, reward: str | None = None):
 
 
 def describe_data(data) -> str:
+    if "sources" in data.info:
+        counts = ", ".join(f"{n}: {c}" for n, c in zip(data.info["sources"], data.info["source_transitions"]))
+        return (f"target {data.info['target_task']} · union {data.union.shape[0]} transitions ({counts}) · "
+                f"reward: {data.info['reward']}")
     return (f"union {data.union_id}: {data.union.shape[0]} transitions ({int(data.union['is_expert'].sum())} expert) · "
             f"expert {data.expert_id}: {data.expert.shape[0]} transitions · mu0: {data.initial_observation.shape[0]} · "
             f"reward {data.info['reward']}")
@@ -332,12 +384,13 @@ def _dataset_score(data, td) -> float:
     return float(np.mean(data.normalized_score(returns)))
 
 
-def report(cfg, data, nets: Networks, history, elapsed, updates_per_s, run_dir: Path, device) -> dict:
+def report(cfg, data, nets: Networks, history, elapsed, updates_per_s, run_dir: Path, device,
+           per_source: dict | None = None) -> dict:
     """summary.json (+ plots, final policy). ``updates_per_s`` excludes evaluation time."""
     union_score = _dataset_score(data, data.union[~data.union["is_expert"].squeeze(-1)])
     expert_score = _dataset_score(data, data.expert)
     final = history[-1] if history else {}
-    title = f"{cfg.env.name} {cfg.dataset.union}, {cfg.reward.name} reward, {cfg.dataset.n_expert_trajectories} expert traj."
+    title = f"{run_name(cfg)}, {cfg.dataset.n_expert_trajectories} expert traj."
     plot_learning_curve(history, expert_score, union_score, run_dir / "learning_curve.png", title)
     corr = {}
     if nets.correction is not None:
@@ -357,6 +410,9 @@ def report(cfg, data, nets: Networks, history, elapsed, updates_per_s, run_dir: 
         "run_dir": str(run_dir),
         **corr,
     }
+    if per_source:
+        summary["per_source"] = per_source
+        plot_per_source(per_source, run_dir / "sources.png", title)
     if domain(cfg) == "robomimic":  # the normalised score is the success rate in %; say it in its own words
         summary["final_success_rate"] = final.get("success_rate")
         summary["best_success_rate"] = max((h["success_rate"] for h in history), default=None)
@@ -366,13 +422,13 @@ def report(cfg, data, nets: Networks, history, elapsed, updates_per_s, run_dir: 
 
 @torch.no_grad()
 def _reward_correction_figure(cfg, data, nets: Networks, run_dir, title, device) -> dict:
-    true = load_data(cfg, reward="true").union
+    true = data.union if ("next", "target_reward") in data.union.keys(True) else load_data(cfg, reward="true").union
     n = min(5000, data.union.shape[0])
     idx = torch.randperm(data.union.shape[0], generator=torch.Generator().manual_seed(0))[:n]
     batch = data.union[idx].to_tensordict().to(device)
     seen = batch["next", "reward"].squeeze(-1)
     delta = reward_correction(nets.correction, nets.correction.out_keys[0], batch, nets.rgm_loss.res_scale).squeeze(-1)
-    true_r = true["next", "reward"][idx].squeeze(-1)
+    true_r = true["next", "target_reward" if true is data.union else "reward"][idx].squeeze(-1)
     real = ~batch["absorbing"].squeeze(-1).cpu() if "absorbing" in batch.keys() else torch.ones(n, dtype=torch.bool)
     return plot_reward_correction(true_r[real].numpy(), seen.cpu()[real].numpy(), (seen + delta).cpu()[real].numpy(),
                                   run_dir / "reward_correction.png", title)
@@ -459,4 +515,45 @@ def train(cfg: DictConfig, data, run_dir: Path, resuming: bool, device,
     elapsed = time.time() - start
 
     # Report: summary.json, learning curve, reward correction, final policy.
-    return report(cfg, data, nets, history, elapsed, (step - start_step) / max(elapsed - eval_time, 1e-9), run_dir, device)
+    per_source = source_diagnostics(cfg, data, nets, union, device) if "source" in union.keys() else None
+    return report(cfg, data, nets, history, elapsed, (step - start_step) / max(elapsed - eval_time, 1e-9), run_dir,
+                  device, per_source)
+
+
+@torch.no_grad()
+def transition_diagnostics(nets: Networks, union, initial_observation, device, chunk: int = 65536) -> dict:
+    """Per transition of ``union``: the corrected reward ``r + Δr`` (learner's units; ``r`` without a
+    correction network) and the visitation weight ``w = d^π/d^D`` of the trained lower level."""
+    loss, keys = nets.rgm_loss, nets.rgm_loss.tensor_keys
+    corrected, weight = [], []
+    init = initial_observation.to(device)
+    for start in range(0, union.shape[0], chunk):
+        batch = union[start:start + chunk].to_tensordict().to(device)
+        batch.set("initial_observation", init[torch.arange(batch.shape[0], device=device) % init.shape[0]])
+        loss(batch)
+        r = batch.get(keys.reward).reshape(-1, 1)
+        delta = batch.get(keys.reward_correction) if nets.correction is not None else torch.zeros_like(r)
+        corrected.append((r + delta).cpu())
+        weight.append(batch.get(keys.visitation_weight).reshape(-1, 1).cpu())
+    return {"corrected_reward": torch.cat(corrected), "visitation_weight": torch.cat(weight)}
+
+
+def source_diagnostics(cfg, data, nets: Networks, union, device) -> dict:
+    """Per source dataset: transitions, mean reward the learner saw and the target's true reward (per
+    step, the data's units); for RGM the mean corrected reward; for RGM and SMODICE the mean
+    visitation weight relative to the union's mean (> 1: the policy's visitation favours the source)."""
+    from .data.sharing import TARGET_REWARD, per_source_means
+
+    if cfg.algo.name == "smodice":  # its reward is the discriminator's log d^E/d^D (train() put it there)
+        seen = union.get("log_density_ratio")
+    else:
+        seen = union.get(("next", "reward")) * data.reward_std + data.reward_mean
+    values = {"reward_seen": seen, "target_reward": union.get(TARGET_REWARD)}
+    if cfg.algo.name in ("rgm", "smodice"):
+        diag = transition_diagnostics(nets, union, data.initial_observation, device)
+        if cfg.algo.name == "rgm":
+            values["corrected_reward"] = diag["corrected_reward"] * data.reward_std + data.reward_mean
+        real = ~union.get("absorbing").reshape(-1) if "absorbing" in union.keys() else slice(None)
+        w = diag["visitation_weight"].reshape(-1)
+        values["visitation_weight"] = w / w[real].mean().clamp(min=1e-12)
+    return per_source_means(union, values, data.info["sources"])

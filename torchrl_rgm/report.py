@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-__all__ = ["write_json", "save_figure", "plot_learning_curve", "plot_reward_correction", "rank_correlations"]
+__all__ = ["write_json", "save_figure", "plot_learning_curve", "plot_per_source", "plot_reward_correction",
+           "rank_correlations"]
 
 
 def write_json(payload: dict, path) -> None:
@@ -77,3 +78,35 @@ def plot_reward_correction(true_reward, seen_reward, corrected_reward, path, tit
     fig.suptitle(title, y=1.08)
     save_figure(fig, path)
     return corr
+
+
+def plot_per_source(per_source: dict, path, title: str) -> None:
+    """Data sharing: per source dataset, the mean reward seen / corrected / of the target task, and
+    the mean visitation weight (relative to the union's mean) where the algorithm has one."""
+    names = list(per_source)
+    x = np.arange(len(names))
+    has_weight = any("visitation_weight" in v for v in per_source.values())
+    fig, axes = plt.subplots(1, 2 if has_weight else 1, figsize=(11 if has_weight else 6, 4.2), squeeze=False)
+    ax = axes[0, 0]
+    series = [(k, label) for k, label in (("reward_seen", "seen by the learner"), ("corrected_reward", "corrected (r + Δr)"),
+                                          ("target_reward", "target task's true reward"))
+              if any(k in v for v in per_source.values())]
+    width = 0.8 / len(series)
+    for i, (key, label) in enumerate(series):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, [per_source[n].get(key, np.nan) for n in names], width, label=label)
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_ylabel("mean reward per step")
+    ax.set_title("reward per source")
+    ax.legend(loc="best", fontsize=8)
+    if has_weight:
+        ax = axes[0, 1]
+        ax.bar(x, [per_source[n].get("visitation_weight", np.nan) for n in names], color="tab:purple")
+        ax.axhline(1, color="k", lw=0.6, ls="--")
+        ax.set_ylabel("mean w / union mean")
+        ax.set_yscale("log")
+        ax.set_title("visitation weight d^π/d^D per source")
+    for ax in axes[0]:
+        ax.set_xticks(x, [n.replace(" (", "\n(").replace(" expert", "\nexpert") for n in names], fontsize=7, rotation=20)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(title, y=1.02)
+    save_figure(fig, path)
