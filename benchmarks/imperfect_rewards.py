@@ -20,8 +20,6 @@ import argparse
 import csv
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -32,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import run_recipe  # noqa: E402
 from torchrl_rgm.recipe_support import ALGOS, REWARD_AGNOSTIC  # noqa: E402
 from torchrl_rgm.report import save_figure, write_json  # noqa: E402
 
@@ -122,34 +121,12 @@ def run_cell(cell: Cell, spec: dict, out_dir: str, threads: int, root: str | Non
              timeout: float | None = None) -> dict:
     """One run of the recipe in a subprocess; returns its CSV row (never raises for a failed run)."""
     root = Path(root or os.getcwd())
-    run_dir = Path(out_dir) / cell.name
     row = {**asdict(cell), "final_score": "", "best_score": "", "wall_s": "", "status": "failed", "error": ""}
-    if not (run_dir / "summary.json").exists():
-        if (run_dir / "checkpoint.pt").exists():
-            args = [f"resume={run_dir}"]  # an interrupted run continues from its last checkpoint
-        else:
-            if run_dir.exists():  # the grid's own run that died before its first checkpoint: nothing to keep
-                shutil.rmtree(run_dir)
-            args = [*recipe_overrides(cell, spec), f"run_dir={run_dir}"]
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), RL_WARNINGS="0",
-                   HYDRA_FULL_ERROR="1")  # the exception itself is the last line of stderr
-        start = time.time()
-        try:
-            proc = subprocess.run([sys.executable, str(root / "recipes" / "rgm_mujoco.py"), *args], cwd=root,
-                                  env=env, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            row["error"] = f"timed out after {timeout:.0f} s"
-            row["wall_s"] = f"{time.time() - start:.1f}"
-            return row
-        if proc.returncode != 0:
-            lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-            row["error"] = (lines[-1] if lines else f"exit status {proc.returncode}")[:300]
-            row["wall_s"] = f"{time.time() - start:.1f}"
-            return row
-        wall = time.time() - start
-    else:
-        wall = None
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary, error, wall = run_recipe(root / "recipes" / "rgm_mujoco.py", recipe_overrides(cell, spec),
+                                      Path(out_dir) / cell.name, threads, root, timeout)
+    if summary is None:
+        row.update(error=error, wall_s=f"{wall:.1f}")
+        return row
     row.update(final_score=f"{summary['final_normalized_score']:.3f}",
                best_score=f"{summary['best_normalized_score']:.3f}",
                wall_s=f"{wall if wall is not None else summary['wall_time_s']:.1f}", status="ok")
@@ -444,7 +421,8 @@ def run_grid(cells: list[Cell], spec: dict, csv_path: Path, out_dir: Path, *, ad
     if address is None:
         prebuild(todo, spec)
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"RL_WARNINGS": "0"}})
+                 runtime_env={"env_vars": {"RL_WARNINGS": "0",  # workers import benchmarks.common from the checkout
+                                           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}})
         root = str(ROOT)
     else:  # a cluster: ship the checkout; datasets are built on each node by the recipe if missing
         ray.init(address=address, runtime_env={"working_dir": str(ROOT), "excludes": [

@@ -15,10 +15,6 @@ success rate (mean ± 95% bootstrap CI over seeds) and the targets (RGM > BC, RG
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import run_recipe  # noqa: E402
 from benchmarks.imperfect_rewards import bootstrap_ci, read_rows, write_rows  # noqa: E402
 from torchrl_rgm.data.robomimic_build import TASKS  # noqa: E402
 from torchrl_rgm.report import save_figure, write_json  # noqa: E402
@@ -39,30 +36,20 @@ ALGOS = ("rgm", "bc", "iql")
 
 def run_one(task: str, algo: str, seed: int, spec: dict, out_dir: Path, threads: int) -> dict:
     """One recipe run in a subprocess; its CSV row (a failed run is a row, not an exception)."""
-    run_dir = out_dir / f"{task}-{algo}-s{seed}"
     row = {"task": task, "algo": algo, "seed": str(seed), "final_success": "", "best_success": "", "wall_s": "",
            "status": "failed", "error": ""}
     start = time.time()
-    if not (run_dir / "summary.json").exists():
-        if (run_dir / "checkpoint.pt").exists():
-            args = [f"resume={run_dir}"]
-        else:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            args = [f"env.name={task}", f"algo={algo}", f"seed={seed}", f"run_dir={run_dir}",
-                    f"budget.updates={spec['updates']}", f"eval.every={spec['eval_every']}",
-                    f"checkpoint_every={spec['eval_every']}", f"eval.episodes={spec['eval_episodes']}",
-                    *spec["overrides"]]
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), HYDRA_FULL_ERROR="1")
-        proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "rgm_robomimic.py"), *args], cwd=ROOT, env=env,
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-            row.update(error=(lines[-1] if lines else f"exit status {proc.returncode}")[:300],
-                       wall_s=f"{time.time() - start:.1f}")
-            return row
-    summary = json.loads((run_dir / "summary.json").read_text())
+    args = [f"env.name={task}", f"algo={algo}", f"seed={seed}", f"budget.updates={spec['updates']}",
+            f"eval.every={spec['eval_every']}", f"checkpoint_every={spec['eval_every']}",
+            f"eval.episodes={spec['eval_episodes']}", *spec["overrides"]]
+    summary, error, _ = run_recipe(ROOT / "recipes" / "rgm_robomimic.py", args, out_dir / f"{task}-{algo}-s{seed}",
+                                   threads, ROOT)
+    row["wall_s"] = f"{time.time() - start:.1f}"
+    if summary is None:
+        row["error"] = error
+        return row
     row.update(final_success=f"{summary['final_success_rate']:.3f}", best_success=f"{summary['best_success_rate']:.3f}",
-               wall_s=f"{time.time() - start:.1f}", status="ok")
+               status="ok")
     return row
 
 
