@@ -8,7 +8,8 @@ Training keeps its full state (networks, optimisers, replay buffer, RNG, step) i
 ``--workdir`` and resumes from it. Every ``--eval-every`` steps the deterministic policy is
 evaluated on 10 episodes and its actor saved as a snapshot; ``--export`` then writes the
 shipped checkpoints into ``torchrl_rgm/data/policies/<env>/``: ``expert`` (best snapshot),
-``medium`` (the first snapshot reaching about a third of the expert's return) and
+``medium`` (the first snapshot reaching about a third of the way from the first snapshot's return,
+or 0 if higher, to the expert's) and
 ``replay_<k>`` (snapshots on the way to medium, medium included, whose returns spread evenly
 from the first snapshot's to medium's; rolled out with their exploration noise to make
 ``medium-replay``).
@@ -214,9 +215,11 @@ def export(env_name: str, workdir: Path, out_dir: Path, n_replay: int = 5) -> di
         raise FileNotFoundError(f"No snapshots in {workdir / 'snapshots'}: train first.")
     metas = [torch.load(p, weights_only=True) for p in snapshots]
     best = max(range(len(metas)), key=lambda i: metas[i]["return"])
-    expert_return = metas[best]["return"]
-    target = expert_return / 3
-    medium = next(i for i in range(best + 1) if metas[i]["return"] >= 0.8 * target)
+    # a third of the way from the first snapshot (the warm-up's near-random policy) to the expert: with
+    # rewards that are negative at rest (halfcheetah-jump) "a third of the expert's return" would be ~expert
+    start = min(metas[0]["return"], 0.0)
+    target = start + (metas[best]["return"] - start) / 3
+    medium = next(i for i in range(best + 1) if metas[i]["return"] >= start + 0.8 * (target - start))
     replay = _replay_snapshots([m["return"] for m in metas[: medium + 1]], n_replay)
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen = {"expert": best, "medium": medium, **{f"replay_{k}": i for k, i in enumerate(replay)}}
