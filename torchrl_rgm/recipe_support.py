@@ -376,11 +376,13 @@ def log_metrics(logger, metrics: dict, step: int) -> None:
 
 
 def _dataset_score(data, td) -> float:
-    """Mean normalised return of the episodes in ``td`` (true rewards, from the raw dataset)."""
+    """Mean normalised return of the episodes in ``td`` (true rewards, from the raw dataset; with shared
+    data, the target task's)."""
     first = td.get("step") == 0
     if "absorbing" in td.keys():
         first = first & ~td.get("absorbing").squeeze(-1)
-    returns = td[first].get("episode_return").numpy()
+    key = "target_episode_return" if "target_episode_return" in td.keys() else "episode_return"
+    returns = td[first].get(key).numpy()
     return float(np.mean(data.normalized_score(returns)))
 
 

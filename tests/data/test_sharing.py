@@ -59,6 +59,11 @@ def test_union_matches_minari_transition_by_transition(family):
             own = np.array([task_reward(data.info["source_tasks"][k], r[3]) for r in rows])
             np.testing.assert_allclose(seen, own, atol=1e-4)
         assert part["is_expert"].all() == (k == 3)
+        firsts = part[part["step"] == 0]
+        episodes = list(minari.load_dataset(ds_id).iterate_episodes())
+        by_hand = [sum(-x + c for x, c in zip(ep.infos["x_velocity"][1:], ep.infos["reward_ctrl"][1:]))
+                   for ep in episodes[:firsts.shape[0]]]
+        np.testing.assert_allclose(firsts["target_episode_return"].numpy(), by_hand, rtol=1e-4, atol=1e-3)
     assert data.expert.shape[0] == (data.union["source"] == 3).sum()
     assert data.info["source_transitions"] == [int((data.union["source"] == k).sum()) for k in range(4)]
     # normalised against the target task's reference returns (the expert dataset's metadata)

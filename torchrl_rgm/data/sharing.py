@@ -10,7 +10,8 @@ The union ``D`` is made of
   the target's reward.
 
 Every transition records where it came from (``source``, an index into ``data.info["sources"]``)
-and the target task's true reward (``("next", "target_reward")``, computed from its logged
+and the target task's true reward (``("next", "target_reward")``, and its episode's sum
+``target_episode_return``, computed from its logged
 infos by :mod:`torchrl_rgm.data.tasks`: for diagnostics and the relabelled oracle, never seen by
 a learner otherwise). ``relabel=True`` gives every transition the target's reward: the
 "relabelled sharing" upper bound of Conservative Data Sharing (Yu et al. 2021), which needs the
@@ -84,6 +85,15 @@ def _target_reward(td: TensorDict, target: str, dataset_id: str) -> torch.Tensor
         raise SharingError(f"{dataset_id}: {err.args[0]}") from None
 
 
+def _set_target_reward(td: TensorDict, target: str, dataset_id: str) -> None:
+    """``("next", "target_reward")`` per transition and ``target_episode_return`` (its episode's sum)."""
+    reward = _target_reward(td, target, dataset_id)
+    td.set(TARGET_REWARD, reward)
+    episode = td.get("episode").reshape(-1)
+    sums = torch.zeros(int(episode.max()) + 1, dtype=torch.float64).index_add_(0, episode, reward.reshape(-1).double())
+    td.set("target_episode_return", sums[episode].float())
+
+
 def load_sharing_data(
     target: str,
     sources: list[str] | None = None,
@@ -145,7 +155,7 @@ def load_sharing_data(
         raw = load_transitions(ds_id, download=download)
         _check_finite(raw, ds_id)
         td = raw.clone()
-        td.set(TARGET_REWARD, _target_reward(td, target, ds_id))
+        _set_target_reward(td, target, ds_id)
         labelled = k < len(source_ids)
         if not labelled:
             td.set(REWARD, torch.zeros_like(td.get(REWARD)))
@@ -157,7 +167,7 @@ def load_sharing_data(
     raw_expert = load_transitions(expert_id, download=download)
     _check_finite(raw_expert, expert_id)
     expert_td = _select_episodes(raw_expert, n_expert_trajectories, expert_id).clone()
-    expert_td.set(TARGET_REWARD, _target_reward(expert_td, target, expert_id))
+    _set_target_reward(expert_td, target, expert_id)
     expert_td.set("source", torch.full((expert_td.shape[0],), len(names), dtype=torch.int64))
     names.append(f"{target} expert ({n_expert_trajectories} traj.)")
     expert_td.set("is_expert", torch.ones(expert_td.shape[0], 1, dtype=torch.bool))
