@@ -40,3 +40,15 @@ def run_recipe(recipe: Path, args: list[str], run_dir: Path, threads: int, cwd: 
         lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
         return None, (lines[-1] if lines else f"exit status {proc.returncode}")[:300], wall
     return json.loads((run_dir / "summary.json").read_text()), "", wall
+
+
+def run_all(calls, jobs: int, on_row) -> float:
+    """Run the zero-argument ``calls`` (each returns a CSV row) ``jobs`` at a time, in order; ``on_row(row)``
+    as each result is collected (write the CSV there: a row lands as its run ends). Returns the wall time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = time.time()
+    with ThreadPoolExecutor(jobs) as pool:
+        for fut in [pool.submit(call) for call in calls]:
+            on_row(fut.result())
+    return time.time() - start

@@ -22,7 +22,7 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import run_recipe  # noqa: E402
+from benchmarks.common import run_all, run_recipe  # noqa: E402
 from benchmarks.imperfect_rewards import COLUMNS as STUDY_COLUMNS  # noqa: E402
-from benchmarks.imperfect_rewards import bootstrap_ci, check_spec, read_rows, write_rows  # noqa: E402
+from benchmarks.imperfect_rewards import _atomic_text, bootstrap_ci, check_spec, read_rows, write_rows  # noqa: E402
 from torchrl_rgm.data.tasks import TASKS  # noqa: E402
 from torchrl_rgm.report import save_figure, write_json  # noqa: E402
 
@@ -257,23 +257,20 @@ def main(argv=None) -> dict:
         print(f"{len(todo)} runs to do ({len(done)} in {csv_path})", flush=True)
         if todo:
             prebuild(sorted({t for t, _, _ in todo}), args.source_level)
-        start = time.time()
-        with ThreadPoolExecutor(args.jobs) as pool:
-            futures = [pool.submit(run_one, t, a, s, spec, args.runs_dir) for t, a, s in todo]
-            for fut in futures:
-                row = fut.result()
-                rows.append(row)
-                write_rows(csv_path, rows, COLUMNS, _order)
-                print(f"{row['target_task']} {row['algo']} seed {row['seed']}: {row['status']} final "
-                      f"{row['final_score']} ({row['wall_s']} s) {row['error']}", flush=True)
-        print(f"done in {time.time() - start:.0f} s")
+
+        def land(row):
+            rows.append(row)
+            write_rows(csv_path, rows, COLUMNS, _order)
+            print(f"{row['target_task']} {row['algo']} seed {row['seed']}: {row['status']} final "
+                  f"{row['final_score']} ({row['wall_s']} s) {row['error']}", flush=True)
+
+        calls = [partial(run_one, t, a, s, spec, args.runs_dir) for t, a, s in todo]
+        print(f"done in {run_all(calls, args.jobs, land):.0f} s")
     summary = summarise(rows)
     seeds = max((int(r["seed"]) for r in rows), default=-1) + 1
     text = markdown(summary, spec) + source_table(summary, args.runs_dir, seeds)
     write_json({"spec": spec, **summary}, csv_path.with_suffix(".json"))
-    tmp = csv_path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(csv_path.with_suffix(".md"))
+    _atomic_text(csv_path.with_suffix(".md"), text)
     if summary["overall"]:
         plot(summary, csv_path.with_suffix(".png"))
     print(text)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import run_recipe  # noqa: E402
-from benchmarks.imperfect_rewards import bootstrap_ci, read_rows, write_rows  # noqa: E402
+from benchmarks.common import run_all, run_recipe  # noqa: E402
+from benchmarks.imperfect_rewards import _atomic_text, bootstrap_ci, read_rows, write_rows  # noqa: E402
 from torchrl_rgm.data.robomimic_build import TASKS  # noqa: E402
 from torchrl_rgm.report import save_figure, write_json  # noqa: E402
 
@@ -142,23 +142,20 @@ def main(argv=None) -> None:
         todo = [(a, s) for s in range(args.seeds) for a in args.algos if (a, str(s)) not in done]
         rows = [r for r in rows if (r["algo"], int(r["seed"])) not in set(todo)]
         print(f"{len(todo)} runs to do ({len(done)} in {csv_path})")
-        start = time.time()
-        with ThreadPoolExecutor(args.jobs) as pool:
-            runs_dir = args.runs_dir / args.tag if args.tag else args.runs_dir
-            futures = [pool.submit(run_one, args.task, a, s, spec, runs_dir, 1) for a, s in todo]
-            for fut in futures:
-                row = fut.result()
-                rows.append(row)
-                write_rows(csv_path, rows, COLUMNS, _order)
-                print(f"{row['algo']} seed {row['seed']}: {row['status']} final {row['final_success']} "
-                      f"({row['wall_s']} s) {row['error']}", flush=True)
-        print(f"done in {time.time() - start:.0f} s")
+        runs_dir = args.runs_dir / args.tag if args.tag else args.runs_dir
+
+        def land(row):
+            rows.append(row)
+            write_rows(csv_path, rows, COLUMNS, _order)
+            print(f"{row['algo']} seed {row['seed']}: {row['status']} final {row['final_success']} "
+                  f"({row['wall_s']} s) {row['error']}", flush=True)
+
+        calls = [partial(run_one, args.task, a, s, spec, runs_dir, 1) for a, s in todo]
+        print(f"done in {run_all(calls, args.jobs, land):.0f} s")
     summary = summarise(rows)
     text = markdown(summary, spec)
     write_json({"spec": spec, "summary": summary}, csv_path.with_suffix(".json"))
-    tmp = csv_path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(csv_path.with_suffix(".md"))
+    _atomic_text(csv_path.with_suffix(".md"), text)
     plot(summary, csv_path.with_suffix(".png"), args.task)
     print(text)
 

@@ -59,3 +59,37 @@ def test_bad_arguments_are_refused_before_any_run(tmp_path):
     with pytest.raises(bench.BenchmarkError, match="Unknown algorithm \\['iql'\\]"):
         bench.main(["--algos", "iql", "--csv", str(tmp_path / "x.csv")])
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_one_real_run_lands_in_the_csv_and_resumes(tmp_path):
+    """The whole path on tiny datasets: prebuild check, recipe subprocess, CSV row, table, JSON, plot, resume."""
+    import csv
+    import os
+    import subprocess
+
+    environ = dict(os.environ, MINARI_DATASETS_PATH=str(tmp_path / "minari"), TORCHRL_RGM_CACHE=str(tmp_path / "cache"))
+    code = "from tests.data.conftest import build_tiny\n" + "".join(
+        f"build_tiny('rgm/{task}/{level}-v0', steps={steps}, seed={i}, env='{task}', max_steps=50)\n"
+        for i, (task, level, steps) in enumerate([("halfcheetah-run-forward", "medium-replay", 200),
+                                                  ("halfcheetah-jump", "medium-replay", 200),
+                                                  ("halfcheetah-run-backward", "medium-replay", 200),
+                                                  ("halfcheetah-run-backward", "expert", 100)]))
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ, check=True, capture_output=True)
+    out_csv = tmp_path / "ds.csv"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "datasharing.py"), "--targets", "halfcheetah-run-backward",
+           "--algos", "bc", "--seeds", "1", "--updates", "20", "--eval-every", "20", "--eval-episodes", "1",
+           "--discriminator-steps", "10", "--jobs", "1", "--csv", str(out_csv), "--runs-dir", str(tmp_path / "runs"),
+           "--override", "algo.batch_size=64", "--override", "algo.hidden=[32,32]", "--override", "compile=false"]
+    first = subprocess.run(cmd, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    with out_csv.open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["status"] == "ok", row["error"]
+    assert (row["env"], row["dataset"], row["reward"], row["algo"], row["target_task"]) == (
+        "halfcheetah", "medium-replay", "any", "bc", "halfcheetah-run-backward")
+    assert np.isfinite(float(row["final_score"]))
+    for suffix in (".md", ".json", ".png", ".spec.json"):
+        assert out_csv.with_suffix(suffix).stat().st_size > 0
+    before = out_csv.read_text()
+    again = subprocess.run(cmd, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "0 runs to do" in again.stdout and out_csv.read_text() == before
