@@ -75,3 +75,25 @@ def test_replay_snapshots_cover_the_way_to_medium():
     assert chosen[0] == 0 and chosen[-1] == len(returns) - 1  # from the first snapshot to medium
     assert {7, 8} <= set(chosen)  # the behaviour between the plateau and medium is represented
     assert _replay_snapshots([10, 20], 5) == [0, 1]
+
+
+def test_export_medium_is_a_third_of_the_way_from_the_start(tmp_path):
+    """Medium = the first snapshot a third of the way (x0.8) from the first snapshot's return (or 0) to the
+    expert's: with rewards negative at rest (halfcheetah-jump) a third of the expert's return would be ~expert."""
+    import torch
+
+    from torchrl_rgm.data.behaviour import export
+    from torchrl_rgm.modules import make_actor
+
+    actor = make_actor(17, 6).state_dict()
+    for name, returns, medium in (("jump", [-2000, -3700, -1300, -300, 390, 520], 2),
+                                  ("run", [0, 2600, 280, 3500, 4800], 1)):
+        work = tmp_path / name
+        (work / "snapshots").mkdir(parents=True)
+        for i, r in enumerate(returns):
+            torch.save({"actor": actor, "step": 10_000 * (i + 1), "return": float(r)},
+                       work / "snapshots" / f"step_{10_000 * (i + 1):08d}.pt")
+        info = export("halfcheetah-jump", work, tmp_path / f"out-{name}", n_replay=2)
+        assert info["expert"]["return"] == max(returns)
+        assert info["medium"]["step"] == 10_000 * (medium + 1), info
+        assert torch.load(tmp_path / f"out-{name}" / "medium.pt", weights_only=True)["obs_dim"] == 17
