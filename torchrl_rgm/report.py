@@ -106,7 +106,9 @@ def plot_per_source(per_source: dict, path, title: str) -> None:
         ax.set_yscale("log")
         ax.set_title("visitation weight d^π/d^D per source")
     for ax in axes[0]:
-        ax.set_xticks(x, [n.replace(" (", "\n(").replace(" expert", "\nexpert") for n in names], fontsize=7, rotation=20)
+        # the family's env name is in the title: "halfcheetah-jump/medium-replay" → "jump/medium-replay"
+        labels = [n.split("-", 1)[1] if "-" in n.split("/")[0] else n for n in names]
+        ax.set_xticks(x, [n.replace(" (", "\n(") for n in labels], fontsize=7, rotation=25, ha="right")
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(title, y=1.02)
     save_figure(fig, path)
