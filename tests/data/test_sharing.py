@@ -79,7 +79,8 @@ def test_relabelled_union_carries_the_target_reward(family):
 
 
 def test_default_sources_are_the_rest_of_the_family():
-    assert default_sources(BWD) == [f"{JUMP}/medium-replay", f"{FWD}/medium-replay"]
+    assert default_sources(BWD) == [f"{JUMP}/medium", f"{FWD}/medium"]
+    assert default_sources(BWD, "medium-replay") == [f"{JUMP}/medium-replay", f"{FWD}/medium-replay"]
     assert default_sources("walker2d-run-forward", "medium") == ["walker2d-run-backward/medium"]
     assert resolve_dataset(f"{JUMP}/medium") == f"rgm/{JUMP}/medium-v0"
     assert resolve_dataset("mujoco/halfcheetah/expert-v0") == "mujoco/halfcheetah/expert-v0"

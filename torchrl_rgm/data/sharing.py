@@ -63,7 +63,7 @@ def source_task(dataset_id: str) -> str:
     )
 
 
-def default_sources(target: str, level: str = "medium-replay") -> list[str]:
+def default_sources(target: str, level: str = "medium") -> list[str]:
     """Every other task of the target's family at ``level``."""
     env = get_task(target).env
     return [f"{key}/{level}" for key, task in sorted(TASKS.items()) if task.env == env and key != target]
@@ -101,7 +101,7 @@ def load_sharing_data(
     *,
     expert: str | None = None,
     n_expert_trajectories: int = 1,
-    source_level: str = "medium-replay",
+    source_level: str = "medium",
     relabel: bool = False,
     add_expert_to_union: bool = True,
     standardize: bool = True,
