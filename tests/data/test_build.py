@@ -97,3 +97,20 @@ def test_export_medium_is_a_third_of_the_way_from_the_start(tmp_path):
         assert info["expert"]["return"] == max(returns)
         assert info["medium"]["step"] == 10_000 * (medium + 1), info
         assert torch.load(tmp_path / f"out-{name}" / "medium.pt", weights_only=True)["obs_dim"] == 17
+
+
+def test_tasks_flag_skips_tasks_without_policies_and_refuses_existing(monkeypatch, capsys, tmp_path):
+    """--tasks checks every task with shipped policies (here: refuses to overwrite them) and names the others."""
+    import torchrl_rgm.data.build as build_mod
+
+    for task in ("halfcheetah-run-forward", "halfcheetah-run-backward", "halfcheetah-jump", "walker2d-run-forward",
+                 "walker2d-run-backward"):
+        build_tiny(f"rgm/{task}/medium-v0", steps=20, env=task, max_steps=10)
+    with pytest.raises(FileExistsError, match="Pass --overwrite") as err:
+        build_mod.main(["--tasks", "--levels", "medium"])
+    shipped = [t for t in build_mod.TASKS if (build_mod.POLICY_DIR / build_mod.policy_dir_name(t) / "expert.pt").exists()]
+    for task in build_mod.TASKS:
+        assert (f"rgm/{task}/medium-v0" in str(err.value)) == (task in shipped)
+    out = capsys.readouterr().out
+    for task in set(build_mod.TASKS) - set(shipped):
+        assert f"skipping {task}: no shipped behaviour policies" in out

@@ -224,6 +224,12 @@ def main(argv=None) -> dict:
         parser.error("--scale must be > 0")
     envs = sorted(ENVS) if args.all else sorted(TASKS) if args.tasks else [args.env]
     args.levels = args.levels or (TASK_LEVELS if args.tasks or args.env in TASKS else LEVELS)
+    if args.tasks:  # every task whose behaviour policies are shipped; say which are not
+        untrained = [t for t in envs if not (POLICY_DIR / policy_dir_name(t) / "expert.pt").exists()]
+        for t in untrained:
+            print(f"skipping {t}: no shipped behaviour policies (train them with "
+                  f"`python -m torchrl_rgm.data.behaviour --env {t}` then `--export`)")
+        envs = [t for t in envs if t not in untrained]
     check_targets(envs, args.levels, args.overwrite)  # before any rollout
     start = time.time()
     kwargs = dict(levels=args.levels, scale=args.scale, seed=args.seed, noise=args.noise, overwrite=args.overwrite)
