@@ -70,9 +70,9 @@ def test_one_real_run_lands_in_the_csv_and_resumes(tmp_path):
     environ = dict(os.environ, MINARI_DATASETS_PATH=str(tmp_path / "minari"), TORCHRL_RGM_CACHE=str(tmp_path / "cache"))
     code = "from tests.data.conftest import build_tiny\n" + "".join(
         f"build_tiny('rgm/{task}/{level}-v0', steps={steps}, seed={i}, env='{task}', max_steps=50)\n"
-        for i, (task, level, steps) in enumerate([("halfcheetah-run-forward", "medium-replay", 200),
-                                                  ("halfcheetah-jump", "medium-replay", 200),
-                                                  ("halfcheetah-run-backward", "medium-replay", 200),
+        for i, (task, level, steps) in enumerate([("halfcheetah-run-forward", "medium", 200),
+                                                  ("halfcheetah-jump", "medium", 200),
+                                                  ("halfcheetah-run-backward", "medium", 200),
                                                   ("halfcheetah-run-backward", "expert", 100)]))
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ, check=True, capture_output=True)
     out_csv = tmp_path / "ds.csv"
@@ -86,7 +86,7 @@ def test_one_real_run_lands_in_the_csv_and_resumes(tmp_path):
         (row,) = list(csv.DictReader(f))
     assert row["status"] == "ok", row["error"]
     assert (row["env"], row["dataset"], row["reward"], row["algo"], row["target_task"]) == (
-        "halfcheetah", "medium-replay", "any", "bc", "halfcheetah-run-backward")
+        "halfcheetah", "medium", "any", "bc", "halfcheetah-run-backward")
     assert np.isfinite(float(row["final_score"]))
     for suffix in (".md", ".json", ".png", ".spec.json"):
         assert out_csv.with_suffix(suffix).stat().st_size > 0
