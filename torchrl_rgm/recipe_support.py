@@ -219,6 +219,14 @@ def _load_sharing(cfg: DictConfig):
             parts = ds_id.split("/")
             if ds_id not in local and parts[0] == "rgm" and len(parts) == 3:
                 wanted.setdefault(parts[1], []).append(parts[2].removesuffix("-v0"))
+        from .data import behaviour
+
+        for task in sorted(wanted):  # before building anything: every missing dataset can be built
+            if not (behaviour.POLICY_DIR / behaviour.policy_dir_name(task) / "expert.pt").exists():
+                raise ConfigError(
+                    f"rgm/{task}/{wanted[task]} are not built and {task} has no shipped behaviour policies to build "
+                    f"them from: train them (`python -m torchrl_rgm.data.behaviour --env {task}`, then `--export`), "
+                    "or choose other dataset.sources / dataset.unlabelled.")
         for task, levels in sorted(wanted.items()):
             print(f"building rgm/{task}/{levels} (once; python -m torchrl_rgm.data.build --tasks)")
             build_env(task, levels=levels, scale=d.build_scale)

@@ -100,3 +100,19 @@ def test_bad_input_is_one_clear_error(env):
     assert "The target task 'halfcheetah-jump' has no expert data" in out.stderr
     out = run(environ, f"run_dir={base / 'hopper'}", "dataset.sources=[hopper/medium]", check=False)
     assert out.returncode != 0 and "rgm/hopper/medium-v0" in out.stderr
+
+
+def test_missing_datasets_without_policies_are_refused_before_building(tmp_path, monkeypatch):
+    from hydra import compose, initialize_config_dir
+
+    from torchrl_rgm import recipe_support as rs
+    from torchrl_rgm.data import behaviour
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    monkeypatch.setattr(behaviour, "POLICY_DIR", tmp_path / "no-policies")
+    with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
+        cfg = compose(config_name="rgm_datasharing", overrides=["env.name=walker2d-run-forward"])
+    with pytest.raises(rs.ConfigError, match="rgm/walker2d-run-backward/\\['medium'\\] are not built and "
+                                             "walker2d-run-backward has no shipped behaviour policies"):
+        rs.load_data(cfg)
+    assert not (tmp_path / "minari" / "rgm").exists()  # nothing was built
