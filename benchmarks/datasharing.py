@@ -69,21 +69,14 @@ def run_one(target: str, algo: str, seed: int, spec: dict, out_dir: Path, thread
 
 def prebuild(targets: list[str], source_level: str) -> None:
     """Build every missing dataset the runs need, once, before they start (runs never build in parallel)."""
-    import minari
-
     from torchrl_rgm.data.build import build_env
-    from torchrl_rgm.data.sharing import default_sources
+    from torchrl_rgm.data.sharing import default_sources, missing_task_datasets
 
-    local = set(minari.list_local_datasets())
-    wanted: dict[str, set] = {}
-    for target in targets:
-        for name in default_sources(target, source_level) + [f"{target}/{source_level}", f"{target}/expert"]:
-            task, level = name.split("/")
-            if f"rgm/{task}/{level}-v0" not in local:
-                wanted.setdefault(task, set()).add(level)
-    for task, levels in sorted(wanted.items()):
-        print(f"building rgm/{task}/{sorted(levels)}", flush=True)
-        build_env(task, levels=sorted(levels))
+    needed = [name for target in targets for name in
+              default_sources(target, source_level) + [f"{target}/{source_level}", f"{target}/expert"]]
+    for task, levels in missing_task_datasets(needed).items():
+        print(f"building rgm/{task}/{levels}", flush=True)
+        build_env(task, levels=levels)
 
 
 def _order(row: dict) -> tuple:

@@ -205,29 +205,22 @@ def _load_robomimic(cfg: DictConfig, reward: str | None):
 
 
 def _load_sharing(cfg: DictConfig):
-    from .data.sharing import default_sources, load_sharing_data, resolve_dataset
+    from .data.behaviour import has_shipped_policies
+    from .data.sharing import default_sources, load_sharing_data, missing_task_datasets
 
     d, target = cfg.dataset, cfg.env.name
     sources = list(d.sources) if d.sources is not None else default_sources(target, d.source_level)
     unlabelled = list(d.unlabelled or [])
     expert = f"{target}/{d.expert}"
     if d.build_if_missing:
-        local = set(minari.list_local_datasets())
-        wanted = {}
-        for name in sources + unlabelled + [expert]:
-            ds_id = resolve_dataset(name)
-            parts = ds_id.split("/")
-            if ds_id not in local and parts[0] == "rgm" and len(parts) == 3:
-                wanted.setdefault(parts[1], []).append(parts[2].removesuffix("-v0"))
-        from .data import behaviour
-
-        for task in sorted(wanted):  # before building anything: every missing dataset can be built
-            if not (behaviour.POLICY_DIR / behaviour.policy_dir_name(task) / "expert.pt").exists():
+        wanted = missing_task_datasets(sources + unlabelled + [expert])
+        for task, levels in wanted.items():  # before building anything: every missing dataset can be built
+            if not has_shipped_policies(task):
                 raise ConfigError(
-                    f"rgm/{task}/{wanted[task]} are not built and {task} has no shipped behaviour policies to build "
+                    f"rgm/{task}/{levels} are not built and {task} has no shipped behaviour policies to build "
                     f"them from: train them (`python -m torchrl_rgm.data.behaviour --env {task}`, then `--export`), "
                     "or choose other dataset.sources / dataset.unlabelled.")
-        for task, levels in sorted(wanted.items()):
+        for task, levels in wanted.items():
             print(f"building rgm/{task}/{levels} (once; python -m torchrl_rgm.data.build --tasks)")
             build_env(task, levels=levels, scale=d.build_scale)
     return load_sharing_data(
@@ -432,13 +425,16 @@ def report(cfg, data, nets: Networks, history, elapsed, updates_per_s, run_dir: 
 
 @torch.no_grad()
 def _reward_correction_figure(cfg, data, nets: Networks, run_dir, title, device) -> dict:
-    true = data.union if ("next", "target_reward") in data.union.keys(True) else load_data(cfg, reward="true").union
+    if ("next", "target_reward") in data.union.keys(True):  # shared data: the target task's reward
+        true_reward = data.union["next", "target_reward"]
+    else:
+        true_reward = load_data(cfg, reward="true").union["next", "reward"]
     n = min(5000, data.union.shape[0])
     idx = torch.randperm(data.union.shape[0], generator=torch.Generator().manual_seed(0))[:n]
     batch = data.union[idx].to_tensordict().to(device)
     seen = batch["next", "reward"].squeeze(-1)
     delta = reward_correction(nets.correction, nets.correction.out_keys[0], batch, nets.rgm_loss.res_scale).squeeze(-1)
-    true_r = true["next", "target_reward" if true is data.union else "reward"][idx].squeeze(-1)
+    true_r = true_reward[idx].squeeze(-1)
     real = ~batch["absorbing"].squeeze(-1).cpu() if "absorbing" in batch.keys() else torch.ones(n, dtype=torch.bool)
     return plot_reward_correction(true_r[real].numpy(), seen.cpu()[real].numpy(), (seen + delta).cpu()[real].numpy(),
                                   run_dir / "reward_correction.png", title)

@@ -51,6 +51,11 @@ def policy_dir_name(env_name: str) -> str:
     return TASKS[env_name].policy_name if env_name in TASKS else env_name
 
 
+def has_shipped_policies(env_name: str, policy_dir: Path = POLICY_DIR) -> bool:
+    """Whether the behaviour policies the builder needs (an ``expert`` at least) are shipped."""
+    return (policy_dir / policy_dir_name(env_name) / "expert.pt").exists()
+
+
 class TD3:
     """TD3 (Fujimoto et al., 2018): twin critics, target policy smoothing, delayed actor.
 

@@ -32,7 +32,7 @@ import torch
 from minari.data_collector import EpisodeBuffer
 from tqdm import tqdm
 
-from .behaviour import POLICY_DIR, load_policy, policy_action, policy_dir_name
+from .behaviour import POLICY_DIR, has_shipped_policies, load_policy, policy_action, policy_dir_name
 from .envs import ENVS, env_id, env_names, make_env
 from .tasks import TASKS
 
@@ -154,8 +154,7 @@ def check_targets(envs, levels, overwrite) -> None:
         raise FileExistsError(
             f"Datasets already exist in {root}: {existing}. Pass --overwrite to rebuild them."
         )
-    missing = [str(POLICY_DIR / policy_dir_name(e)) for e in envs
-               if not (POLICY_DIR / policy_dir_name(e) / "expert.pt").exists()]
+    missing = [str(POLICY_DIR / policy_dir_name(e)) for e in envs if not has_shipped_policies(e)]
     if missing:
         raise FileNotFoundError(
             f"No shipped behaviour policies in {missing}: train them with "
@@ -225,7 +224,7 @@ def main(argv=None) -> dict:
     envs = sorted(ENVS) if args.all else sorted(TASKS) if args.tasks else [args.env]
     args.levels = args.levels or (TASK_LEVELS if args.tasks or args.env in TASKS else LEVELS)
     if args.tasks:  # every task whose behaviour policies are shipped; say which are not
-        untrained = [t for t in envs if not (POLICY_DIR / policy_dir_name(t) / "expert.pt").exists()]
+        untrained = [t for t in envs if not has_shipped_policies(t)]
         for t in untrained:
             print(f"skipping {t}: no shipped behaviour policies (train them with "
                   f"`python -m torchrl_rgm.data.behaviour --env {t}` then `--export`)")

@@ -34,7 +34,8 @@ from .minari import (DatasetNotFoundError, RGMData, _check_finite, _select_episo
                      finish_union, load_transitions, raw_union_metadata)
 from .tasks import TASKS, get_task, task_reward
 
-__all__ = ["SharingError", "default_sources", "load_sharing_data", "per_source_means", "resolve_dataset", "source_task"]
+__all__ = ["SharingError", "default_sources", "load_sharing_data", "missing_task_datasets", "per_source_means",
+           "resolve_dataset", "source_task"]
 
 TARGET_REWARD = ("next", "target_reward")
 _SHORT = re.compile(r"^[\w-]+/[\w-]+$")
@@ -61,6 +62,21 @@ def source_task(dataset_id: str) -> str:
         f"Cannot tell which task {dataset_id!r} was collected for: {name!r} is not a task. Known tasks: "
         f"{sorted(TASKS)}; name datasets <namespace>/<task>/<level>-v0 (or <task>/<level> for those built here)."
     )
+
+
+def missing_task_datasets(names: list[str]) -> dict[str, list[str]]:
+    """The ``rgm/<task>/<level>-v0`` datasets among ``names`` that are not local: ``{task: [levels]}``
+    (what :func:`torchrl_rgm.data.build.build_env` builds; other namespaces are never built here)."""
+    import minari
+
+    local = set(minari.list_local_datasets())
+    wanted: dict[str, set] = {}
+    for name in names:
+        ds_id = resolve_dataset(name)
+        parts = ds_id.split("/")
+        if ds_id not in local and parts[0] == "rgm" and len(parts) == 3:
+            wanted.setdefault(parts[1], set()).add(parts[2].removesuffix("-v0"))
+    return {task: sorted(levels) for task, levels in sorted(wanted.items())}
 
 
 def default_sources(target: str, level: str = "medium") -> list[str]:
