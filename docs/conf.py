@@ -45,13 +45,15 @@ html_theme_options = {
     "secondary_sidebar_items": ["page-toc", "sourcelink"],
 }
 html_sidebars = {"index": [], "install": []}
+html_context = {"default_mode": "auto"}  # unset, the theme logs "invalid theme mode" to the console
 html_show_sourcelink = True
 
 # autodoc: the signatures and docstrings as written (the equations are in the docstrings).
-autodoc_default_options = {"members": True, "show-inheritance": True, "member-order": "bysource"}
+autodoc_default_options = {"members": True, "show-inheritance": True, "member-order": "bysource",
+                           "exclude-members": "default_keys"}  # TorchRL's alias of _AcceptedKeys, on every loss
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"
-autodoc_preserve_defaults = True
+autodoc_preserve_defaults = False
 autodoc_inherit_docstrings = False  # gymnasium's own docstrings (RobomimicEnv.step, ...) are not ours to render
 autodoc_class_signature = "separated"
 napoleon_google_docstring = True
@@ -106,6 +108,9 @@ sphinx_gallery_conf = {
     "backreferences_dir": None,
     "promote_jupyter_magic": False,
 }
+
+# The tutorials run in this process: their progress bars (tqdm, on stderr) would fill the pages.
+os.environ["TQDM_DISABLE"] = "1"
 
 # Third-party noise that is not about this site: keep -W for our own warnings.
 warnings.filterwarnings("ignore", message=".*torch.jit.script_method.*", category=DeprecationWarning)

@@ -34,12 +34,12 @@ def _seed():
     torch.manual_seed(0)
 
 
-def requires(module: str):
-    """Import an optional extra's module, or skip — unless TORCHRL_RGM_REQUIRE_ROBOMIMIC=1 (CI's robomimic
-    stage), where a missing module is a failure, so a broken install cannot pass by skipping."""
+def requires(module: str, extra: str = "robomimic"):
+    """Import an optional extra's module, or skip — unless TORCHRL_RGM_REQUIRE_<EXTRA>=1 (CI's stage for
+    that extra), where a missing module is a failure, so a broken install cannot pass by skipping."""
     import importlib
     import os
 
-    if os.environ.get("TORCHRL_RGM_REQUIRE_ROBOMIMIC") == "1":
+    if os.environ.get(f"TORCHRL_RGM_REQUIRE_{extra.upper()}") == "1":
         return importlib.import_module(module)
-    return pytest.importorskip(module, reason=f"needs the robomimic extra: pip install -e '.[robomimic]' ({module})")
+    return pytest.importorskip(module, reason=f"needs the {extra} extra: pip install -e '.[{extra}]' ({module})")

@@ -11,7 +11,7 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from .data.envs import ENVS, env_id, make_env
 
-__all__ = ["ENVS", "env_id", "make_env", "make_policy_fn", "evaluate"]
+__all__ = ["env_id", "make_env", "make_policy_fn", "evaluate"]  # env_id, make_env: re-exported from data.envs
 
 
 def make_policy_fn(actor, normalize_observation: Callable, device="cpu") -> Callable[[np.ndarray], np.ndarray]:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .data import REWARD_SETTINGS, load_rgm_data
 from .data.minari import REWARD_SCALINGS
-from .data.build import LEVELS, build_env, dataset_id
+from .data.build import LEVELS, build_env, dataset_id, is_local_namespace
 from .data.envs import ENVS
 from .modules import make_actor, make_discriminator, make_reward_correction_network, make_value_network
 from .objectives import DIVERGENCES, DiscriminatorLoss, RewardCorrectionLoss, RGMLoss
@@ -26,15 +26,29 @@ from .baselines import IQLUpdate, TD3BCUpdate, WeightedBCUpdate, make_qvalue_net
 from .train import (BCUpdate, RGMUpdate, TransitionSampler, load_checkpoint, log_density_ratio,
                     pretrain_discriminator as _pretrain, save_checkpoint)
 
+__all__ = [
+    "CONFIG_NAME", "ALGOS", "REWARD_AGNOSTIC", "USES_DISCRIMINATOR", "ACTORS",
+    "ConfigError", "domain", "run_name", "validate", "prepare_run_dir", "start_run", "load_resumed_config",
+    "save_config", "robomimic_paths", "load_data", "describe_data", "Networks", "stochastic_actor",
+    "build_networks", "correction_lr", "build_update", "pretrain_discriminator", "collect_state", "load_state",
+    "make_logger", "log_metrics", "report", "format_summary", "train", "transition_diagnostics",
+    "source_diagnostics",
+]
+
+#: The resolved configuration's file name in a run directory (what ``resume=`` reloads).
 CONFIG_NAME = "config.yaml"
+#: The algorithms a recipe trains (``algo.name``).
 ALGOS = ("rgm", "smodice", "dwbc", "bc", "iql", "td3bc")
-REWARD_AGNOSTIC = ("bc", "smodice", "dwbc")  # ignore the dataset's reward: one run per env and dataset
+#: The algorithms that ignore the dataset's reward (one run per environment and dataset suffices).
+REWARD_AGNOSTIC = ("bc", "smodice", "dwbc")
+#: The algorithms that pre-train the discriminator and use its log density ratio.
 USES_DISCRIMINATOR = ("rgm", "smodice", "dwbc")
-ACTORS = {"iql": "stochastic", "td3bc": "deterministic"}  # what the algorithm needs; others follow algo.actor
+#: The actor an algorithm needs (``stochastic`` or ``deterministic``); the others follow ``algo.actor``.
+ACTORS = {"iql": "stochastic", "td3bc": "deterministic"}
 
 
 class ConfigError(ValueError):
-    pass
+    """An invalid configuration or run directory, reported before anything is built or trained."""
 
 
 def _choice(name, value, choices):
@@ -123,6 +137,11 @@ def validate(cfg: DictConfig) -> None:
 
 
 def prepare_run_dir(cfg: DictConfig) -> tuple[Path, bool]:
+    """``(run_dir, resuming)``: the ``resume=`` directory (it must hold ``checkpoint.pt``), or a new one.
+
+    A new run goes to ``run_dir``, or by default to ``outputs/<env>-<what>-s<seed>-<timestamp>``;
+    an existing non-empty directory is refused, so no run overwrites another.
+    """
     if cfg.resume:
         run_dir = Path(cfg.resume)
         if not (run_dir / "checkpoint.pt").exists():
@@ -156,12 +175,14 @@ def start_run(cfg: DictConfig) -> tuple[DictConfig, Path, bool, torch.device]:
 
 
 def load_resumed_config(run_dir: Path) -> DictConfig:
+    """The configuration saved in ``run_dir`` (:data:`CONFIG_NAME`), with ``resume`` set to ``run_dir``."""
     cfg = OmegaConf.load(run_dir / CONFIG_NAME)
     cfg.resume = str(run_dir)
     return cfg
 
 
 def save_config(cfg: DictConfig, run_dir: Path) -> None:
+    """Write the resolved ``cfg`` (with ``run_dir`` set) atomically to the run directory's :data:`CONFIG_NAME`."""
     path = run_dir / CONFIG_NAME
     tmp = path.with_suffix(".tmp")
     OmegaConf.save(OmegaConf.merge(cfg, {"run_dir": str(run_dir)}), tmp, resolve=True)
@@ -230,17 +251,25 @@ def _load_sharing(cfg: DictConfig):
 
 
 def load_data(cfg: DictConfig, reward: str | None = None):
+    """The :class:`~torchrl_rgm.data.minari.RGMData` of the configured domain, building missing datasets first.
+
+    Local datasets (``rgm`` namespaces, robomimic files, task datasets) that do not exist yet are
+    built when ``dataset.build_if_missing``. ``reward`` replaces the configured reward setting
+    (and drops its keyword arguments); shared data ignores it.
+    """
     if domain(cfg) == "robomimic":
         return _load_robomimic(cfg, reward)
     if domain(cfg) == "datasharing":
         return _load_sharing(cfg)
     union_id, expert_id = _dataset_ids(cfg)
-    if cfg.dataset.namespace == "rgm" and cfg.dataset.build_if_missing:
+    ns = cfg.dataset.namespace
+    if is_local_namespace(ns) and cfg.dataset.build_if_missing:
         local = minari.list_local_datasets()
-        missing = sorted({lv for lv in (cfg.dataset.union, cfg.dataset.expert) if dataset_id(cfg.env.name, lv) not in local})
+        missing = sorted({lv for lv in (cfg.dataset.union, cfg.dataset.expert)
+                          if dataset_id(cfg.env.name, lv, ns) not in local})
         if missing:
-            print(f"building {[dataset_id(cfg.env.name, lv) for lv in missing]} (once; python -m torchrl_rgm.data.build)")
-            build_env(cfg.env.name, levels=missing, scale=cfg.dataset.build_scale)
+            print(f"building {[dataset_id(cfg.env.name, lv, ns) for lv in missing]} (once; python -m torchrl_rgm.data.build)")
+            build_env(cfg.env.name, levels=missing, scale=cfg.dataset.build_scale, namespace=ns)
     return load_rgm_data(
         union_id, expert_id, n_expert_trajectories=cfg.dataset.n_expert_trajectories,
         reward=reward or cfg.reward.name, reward_kwargs=dict(cfg.reward.kwargs) if reward is None else {},
@@ -250,6 +279,7 @@ def load_data(cfg: DictConfig, reward: str | None = None):
 
 
 def describe_data(data) -> str:
+    """One line about the loaded data: datasets, transition counts, reward setting."""
     if "sources" in data.info:
         counts = ", ".join(f"{n}: {c}" for n, c in zip(data.info["sources"], data.info["source_transitions"]))
         return (f"target {data.info['target_task']} · union {data.union.shape[0]} transitions ({counts}) · "
@@ -261,6 +291,13 @@ def describe_data(data) -> str:
 
 @dataclass
 class Networks:
+    """The networks of a run and the losses built on them.
+
+    ``correction`` and ``correction_loss`` are ``None`` unless ``algo.name`` is ``rgm`` with
+    ``algo.correction``; every algorithm gets a value network, an actor and a discriminator
+    (:func:`build_networks`), used or not.
+    """
+
     value: torch.nn.Module
     actor: torch.nn.Module
     correction: torch.nn.Module | None
@@ -277,6 +314,7 @@ def stochastic_actor(cfg: DictConfig) -> bool:
 
 
 def build_networks(cfg: DictConfig, data, device) -> Networks:
+    """Make the value, actor, reward-correction and discriminator networks and their losses on ``device``."""
     a, hidden = cfg.algo, tuple(cfg.algo.hidden)
     obs_dim, act_dim = data.obs_dim, data.action_dim
     value = make_value_network(obs_dim, hidden, device=device)
@@ -302,7 +340,7 @@ def correction_lr(cfg: DictConfig) -> float:
 
 
 def build_update(cfg: DictConfig, nets: Networks, device, data):
-    """The update step of ``cfg.algo.name``; all share the interface of :class:`RGMUpdate`.
+    """The update step of ``cfg.algo.name``; all share the interface of :class:`~torchrl_rgm.train.RGMUpdate`.
 
     ``compile: auto`` compiles every algorithm except TD3+BC, whose compiled step measured slower
     than eager here (``benchmarks/update_throughput.py``).
@@ -333,6 +371,10 @@ def build_update(cfg: DictConfig, nets: Networks, device, data):
 
 
 def pretrain_discriminator(cfg, nets: Networks, data, generator, device) -> list[float]:
+    """Pre-train and freeze the discriminator (expert vs union) for the algorithms that use it.
+
+    Returns :func:`torchrl_rgm.train.pretrain_discriminator`'s loss history, empty for the others.
+    """
     if cfg.algo.name not in USES_DISCRIMINATOR:
         return []
     return _pretrain(nets.discriminator_loss, data.union, data.expert, steps=cfg.budget.discriminator_steps,
@@ -340,6 +382,7 @@ def pretrain_discriminator(cfg, nets: Networks, data, generator, device) -> list
 
 
 def collect_state(nets: Networks, update: RGMUpdate, sampler, step, history) -> dict:
+    """What a resumed run needs: the states of the networks, loss, update (optimiser), sampler and RNG, step, history."""
     return {
         "networks": {k: getattr(nets, k).state_dict() for k in ("value", "actor", "correction", "discriminator")
                      if getattr(nets, k) is not None},
@@ -353,6 +396,10 @@ def collect_state(nets: Networks, update: RGMUpdate, sampler, step, history) -> 
 
 
 def load_state(state: dict, nets: Networks, update: RGMUpdate) -> None:
+    """Restore :func:`collect_state`'s networks, loss and update states; the discriminator stays frozen.
+
+    The sampler, RNG, step and history are restored by the caller (:func:`train`).
+    """
     for k, sd in state["networks"].items():
         getattr(nets, k).load_state_dict(sd)
     nets.rgm_loss.load_state_dict(state["rgm_loss"])
@@ -361,6 +408,7 @@ def load_state(state: dict, nets: Networks, update: RGMUpdate) -> None:
 
 
 def make_logger(cfg: DictConfig, run_dir: Path):
+    """TorchRL's logger of ``logger.backend`` (csv, tensorboard or wandb), writing under ``run_dir/logs``."""
     from torchrl.record.loggers import get_logger
 
     kwargs = {}
@@ -371,6 +419,7 @@ def make_logger(cfg: DictConfig, run_dir: Path):
 
 
 def log_metrics(logger, metrics: dict, step: int) -> None:
+    """Log every finite scalar of ``metrics`` (except ``step``) at ``step``."""
     for key, value in metrics.items():
         if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
             logger.log_scalar(key, value, step=step)
@@ -441,6 +490,7 @@ def _reward_correction_figure(cfg, data, nets: Networks, run_dir, title, device)
 
 
 def format_summary(s: dict) -> str:
+    """:func:`report`'s summary as the lines a recipe prints at the end of a run."""
     def f(x, fmt=".1f"):
         return "n/a" if x is None else format(x, fmt)
 

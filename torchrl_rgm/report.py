@@ -38,6 +38,11 @@ def save_figure(fig, path) -> None:
 
 
 def plot_learning_curve(history: list[dict], expert: float | None, union: float | None, path, title: str) -> None:
+    """Save the normalised score (mean ± std) of each evaluation in ``history`` to ``path``.
+
+    ``expert`` and ``union``, when given, are the datasets' own normalised scores, drawn as
+    horizontal reference lines.
+    """
     fig, ax = plt.subplots(figsize=(6.4, 4))
     steps = [h["step"] for h in history]
     mean = np.array([h["normalized_score"] for h in history])
@@ -57,6 +62,11 @@ def plot_learning_curve(history: list[dict], expert: float | None, union: float 
 
 
 def rank_correlations(true_reward, seen_reward, corrected_reward) -> dict:
+    """Spearman rank correlations with the true reward of the seen and of the corrected reward.
+
+    Returns ``{"spearman_seen_vs_true": ..., "spearman_corrected_vs_true": ...}``; ranks, so that
+    the rewards' scales and offsets do not matter.
+    """
     return {
         "spearman_seen_vs_true": float(spearmanr(seen_reward, true_reward).statistic),
         "spearman_corrected_vs_true": float(spearmanr(corrected_reward, true_reward).statistic),
@@ -64,6 +74,10 @@ def rank_correlations(true_reward, seen_reward, corrected_reward) -> dict:
 
 
 def plot_reward_correction(true_reward, seen_reward, corrected_reward, path, title: str) -> dict:
+    """Save scatter plots of the seen and of the corrected reward against the true one to ``path``.
+
+    Returns :func:`rank_correlations` of the three rewards (also shown in the panels' titles).
+    """
     corr = rank_correlations(true_reward, seen_reward, corrected_reward)
     fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharex=True)
     for ax, y, name, key in (

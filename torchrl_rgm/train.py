@@ -8,7 +8,8 @@ from tensordict import TensorDict, TensorDictBase
 
 from .objectives import RewardCorrectionLoss, RGMLoss
 
-__all__ = ["RGMUpdate"]
+__all__ = ["RGMUpdate", "BCUpdate", "pretrain_discriminator", "log_density_ratio", "TransitionSampler",
+           "save_checkpoint", "load_checkpoint"]
 
 
 class _cosine:
@@ -58,11 +59,12 @@ class _OptimizerStep:
 class RGMUpdate(_OptimizerStep):
     """One RGM update with the discriminator frozen: reward correction + value + actor.
 
-    All losses are computed in one pass (:class:`RGMLoss` evaluates ``V`` once on
-    the stacked ``[s0; s; s']``, :class:`RewardCorrectionLoss` reuses it), summed and
+    All losses are computed in one pass (:class:`~torchrl_rgm.objectives.rgm.RGMLoss` evaluates ``V``
+    once on the stacked ``[s0; s; s']``,
+    :class:`~torchrl_rgm.objectives.reward_correction.RewardCorrectionLoss` reuses it), summed and
     back-propagated once: the losses are gradient-isolated (each ``loss_*``
     reaches only its own network), so one backward gives every network exactly its
-    own gradient. No host synchronisation happens in :meth:`__call__`; the
+    own gradient. No host synchronisation happens in a call; the
     returned metrics are detached tensors.
 
     Args:
@@ -224,6 +226,7 @@ class TransitionSampler:
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def sample(self) -> TensorDictBase:
+        """A batch of ``batch_size`` union transitions, each with a random ``initial_observation``."""
         n, b = self.union.shape[0], self.batch_size
         idx = torch.randint(n, (b,), generator=self.generator, device=self.device)
         idx0 = torch.randint(self.initial.shape[0], (b,), generator=self.generator, device=self.device)
@@ -256,6 +259,7 @@ def save_checkpoint(state: dict, path) -> None:
 
 
 def load_checkpoint(path) -> dict:
+    """A checkpoint written by :func:`save_checkpoint`, on the CPU (``torch.load`` with ``weights_only=True``)."""
     return torch.load(path, weights_only=True, map_location="cpu")
 
 

@@ -84,7 +84,8 @@ print(rs.format_summary(summary))
 
 # %%
 # The scores are normalised the D4RL way: 0 is the uniform random policy, 100 the expert. The union's
-# own episodes score about 4; a policy that believed the negated reward would score at or below it.
+# own episodes score about 4. The same lower level *without* the correction, trusting the negated
+# reward, ends below even that (:doc:`04_reading_the_diagnostics` trains it side by side).
 #
 # What the run wrote
 # ------------------

@@ -16,8 +16,9 @@ wherever a dataset id goes; a downloaded ``low_dim_sparse_v141.hdf5`` reads the 
 # Generate small files
 # --------------------
 # ``python -m torchrl_rgm.data.robomimic_build --task lift`` writes the full-size files (200 ``ph``
-# demos, 1,000 ``mg`` episodes, ~15 minutes). Here: 10 demos and 30 mixed episodes under a root of the
-# tutorials' own (``~/.torchrl_rgm/robomimic-tutorial``), generated once.
+# demos, 1,000 ``mg`` episodes, ~15 minutes) under ``~/.torchrl_rgm/robomimic``
+# (``$TORCHRL_RGM_ROBOMIMIC_DATA``). Here: 10 demos and 30 mixed episodes in a directory of the
+# tutorials' own beside it (``robomimic-tutorial``), generated once.
 from pathlib import Path
 import tempfile
 
@@ -28,11 +29,11 @@ from hydra import compose, initialize_config_dir
 import torchrl_rgm
 from torchrl_rgm import recipe_support as rs
 from torchrl_rgm.data.robomimic import RobomimicEnv, read_transitions
-from torchrl_rgm.data.robomimic_build import build_task, dataset_path
+from torchrl_rgm.data.robomimic_build import build_task, dataset_path, default_root
 from torchrl_rgm.envs import evaluate
 from torchrl_rgm.train import load_checkpoint
 
-ROOT = Path.home() / ".torchrl_rgm" / "robomimic-tutorial"
+ROOT = default_root().parent / "robomimic-tutorial"
 missing = [d for d in ("ph", "mg") if not dataset_path("lift", d, ROOT).exists()]
 if missing:
     build_task("lift", root=ROOT, ph_episodes=10, mg_episodes=30, datasets=missing)

@@ -114,3 +114,39 @@ def test_tasks_flag_skips_tasks_without_policies_and_refuses_existing(monkeypatc
     out = capsys.readouterr().out
     for task in set(build_mod.TASKS) - set(shipped):
         assert f"skipping {task}: no shipped behaviour policies" in out
+
+
+def test_namespace_keeps_small_builds_apart(monkeypatch):
+    """``namespace="rgm-<name>"`` (the tutorials' ``rgm-tutorial``) writes ``rgm-<name>/<env>/<level>-v0``,
+    never the default ``rgm/...`` ids; a hub namespace is refused before any rollout."""
+    built = build_mod.build_env("hopper", levels=["random"], scale=0.005, namespace="rgm-small")
+    assert list(built) == ["rgm-small/hopper/random-v0"] and built["rgm-small/hopper/random-v0"]["steps"] >= 500
+    local = minari.list_local_datasets()
+    assert "rgm-small/hopper/random-v0" in local and "rgm/hopper/random-v0" not in local
+    calls = []
+    monkeypatch.setattr(build_mod, "rollouts", lambda *a, **k: calls.append(1))
+    with pytest.raises(ValueError, match="rgm-<name>"):
+        build_mod.build_env("hopper", levels=["random"], namespace="mujoco")
+    with pytest.raises(ValueError, match="--namespace 'mujoco'"):
+        build_mod.main(["--env", "hopper", "--levels", "random", "--namespace", "mujoco"])
+    assert calls == []
+
+
+def test_recipe_builds_missing_datasets_in_its_local_namespace(monkeypatch):
+    from hydra import compose, initialize_config_dir
+
+    from torchrl_rgm import recipe_support as rs
+
+    calls = []
+    monkeypatch.setattr(rs, "build_env", lambda env, **kw: calls.append((env, kw)) or {})
+    monkeypatch.setattr(rs, "load_rgm_data", lambda *ids, **kw: ids)
+    config_dir = Path(__file__).resolve().parents[2] / "recipes" / "config"
+    for namespace, builds in (("rgm-small", True), ("mujoco", False)):
+        calls.clear()
+        with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+            cfg = compose("rgm_mujoco", overrides=[f"dataset.namespace={namespace}", "dataset.build_scale=0.1"])
+        assert rs.load_data(cfg) == (f"{namespace}/hopper/medium-replay-v0", f"{namespace}/hopper/expert-v0")
+        if builds:
+            assert calls == [("hopper", {"levels": ["expert", "medium-replay"], "scale": 0.1, "namespace": namespace})]
+        else:  # a hub namespace downloads through Minari; nothing is built
+            assert calls == []

@@ -33,10 +33,22 @@ from ..modules import _mlp, make_actor
 from ..train import save_checkpoint as atomic_save
 from .envs import env_names, make_env
 
+__all__ = ["POLICY_DIR", "DEFAULT_WORKDIR", "BUDGETS", "policy_dir_name", "has_shipped_policies", "TD3",
+           "policy_action", "evaluate", "train", "export", "load_policy", "main"]
+
+#: Where the shipped behaviour policies live (``policies/<env or task>/{expert,medium,replay_<k>}.pt``
+#: next to this module).
+#:
+#: :meta hide-value:
 POLICY_DIR = Path(__file__).parent / "policies"
+#: Default root of the TD3 ``--workdir`` (``<root>/<env>``), ``$TORCHRL_RGM_CACHE/behaviour``
+#: (``~/.cache/torchrl_rgm/behaviour`` when the variable is unset).
+#:
+#: :meta hide-value:
 DEFAULT_WORKDIR = Path(os.environ.get("TORCHRL_RGM_CACHE", Path.home() / ".cache" / "torchrl_rgm")) / "behaviour"
 
-# per-environment step budgets: enough for TD3 to pass the expert targets
+#: Default TD3 step budget (``--steps``) per environment or task, enough to pass the expert targets
+#: (250 000 for names not listed).
 BUDGETS = {"hopper": 400_000, "walker2d": 500_000, "halfcheetah": 250_000,
            # the data-sharing tasks (run-forward reuses the environments' policies), sized for this machine
            "halfcheetah-run-backward": 120_000, "halfcheetah-jump": 120_000,
@@ -121,6 +133,7 @@ class TD3:
 
 @torch.no_grad()
 def policy_action(actor: TensorDictModule, obs: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """The actor's action for one raw observation, plus Gaussian noise of std ``noise``, clipped to ``[-1, 1]``."""
     out = actor(TensorDict(observation=torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0), batch_size=[1]))
     action = out["action"].squeeze(0).numpy()
     if noise > 0:
@@ -139,6 +152,14 @@ def evaluate(actor, env_name: str, episodes: int = 10, seed: int = 10_000) -> li
 def train(env_name: str, workdir: Path, total_steps: int, eval_every: int, seed: int,
           start_steps: int = 10_000, batch_size: int = 256, exploration: float = 0.1,
           checkpoint_every: int = 50_000) -> None:
+    """Train a TD3 behaviour policy on ``env_name`` for ``total_steps`` environment steps.
+
+    The first ``start_steps`` actions are uniform, then the actor's with Gaussian noise
+    ``exploration``. Every ``eval_every`` steps the deterministic actor is evaluated and saved as
+    a snapshot in ``workdir/snapshots`` (returns in ``workdir/log.json``); every
+    ``checkpoint_every`` steps the full state (networks, optimisers, replay buffer, RNG) goes to
+    ``workdir/state.pt``, from which a later call resumes.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)  # one core each: two environments can train side by side
     env = make_env(env_name)
@@ -217,6 +238,12 @@ def _replay_snapshots(returns: list[float], n: int) -> list[int]:
 
 
 def export(env_name: str, workdir: Path, out_dir: Path, n_replay: int = 5) -> dict:
+    """Pick the ``expert``, ``medium`` and ``replay_<k>`` snapshots of a training run and write them to ``out_dir``.
+
+    ``expert`` is the best snapshot, ``medium`` the first to reach about a third of the way to it,
+    and the ``n_replay`` replay snapshots spread evenly in return up to medium (see the module
+    docstring). Returns ``{name: {"step", "return"}}``, also written to ``out_dir/policies.json``.
+    """
     snapshots = sorted((workdir / "snapshots").glob("step_*.pt"))
     if not snapshots:
         raise FileNotFoundError(f"No snapshots in {workdir / 'snapshots'}: train first.")
@@ -255,6 +282,7 @@ def load_policy(env_name: str, level: str, policy_dir: Path = POLICY_DIR) -> Ten
 
 
 def main(argv=None) -> None:
+    """Command line: train the behaviour policies of ``--env``, or with ``--export`` ship their snapshots."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", required=True, choices=env_names())
     parser.add_argument("--steps", type=int, default=None, help="total environment steps (default per env)")

@@ -36,9 +36,17 @@ from .behaviour import POLICY_DIR, has_shipped_policies, load_policy, policy_act
 from .envs import ENVS, env_id, env_names, make_env
 from .tasks import TASKS
 
+__all__ = ["LEVELS", "TASK_LEVELS", "DEFAULT_STEPS", "INFO_KEYS", "is_local_namespace", "dataset_id", "rollouts",
+           "reference_scores", "write_dataset", "check_targets", "build_env", "file_digest", "main"]
+
+#: The dataset levels built for an environment (ids ``rgm/<env>/<level>-v0``).
 LEVELS = ["random", "medium", "medium-replay", "medium-expert", "expert"]
-TASK_LEVELS = ["medium", "medium-replay", "expert"]  # what --tasks builds for each task of a family
+#: The levels ``--tasks`` builds for each task of a family.
+TASK_LEVELS = ["medium", "medium-replay", "expert"]
+#: Transitions per level at ``scale=1`` (``medium-expert`` reuses the medium and expert episodes).
 DEFAULT_STEPS = {"random": 100_000, "medium": 200_000, "medium-replay": 100_000, "expert": 200_000}
+#: The per-step infos stored with each dataset (``z_position`` is the torso height ``qpos[1]``), for the
+#: reward settings and task rewards that read them.
 INFO_KEYS = ("x_position", "x_velocity", "reward_forward", "reward_ctrl", "reward_survive", "z_position")
 
 
@@ -47,8 +55,14 @@ def _info(env, info) -> dict:
     return {**info, "z_position": float(env.unwrapped.data.qpos[1])}
 
 
-def dataset_id(env: str, level: str) -> str:
-    return f"rgm/{env}/{level}-v0"
+def is_local_namespace(namespace: str) -> bool:
+    """``rgm`` and ``rgm-<name>`` (e.g. the tutorials' small ``rgm-tutorial``) are built here, never downloaded."""
+    return namespace == "rgm" or namespace.startswith("rgm-")
+
+
+def dataset_id(env: str, level: str, namespace: str = "rgm") -> str:
+    """The Minari id of a built dataset: ``<namespace>/<env>/<level>-v0``."""
+    return f"{namespace}/{env}/{level}-v0"
 
 
 def _episode(env, policy, noise, rng, seed, episode_id, max_steps=None) -> EpisodeBuffer:
@@ -100,6 +114,10 @@ def rollouts(env_name, sources, total_steps, seed, desc, max_episode_steps=None)
 
 
 def reference_scores(env_name: str, seed: int, episodes: int = 10) -> tuple[float, float]:
+    """``(ref_min_score, ref_max_score)``: mean returns of the uniform policy and of the noise-free expert.
+
+    Each is averaged over ``episodes`` episodes; the D4RL normalisation maps them to 0 and 100.
+    """
     env = make_env(env_name)
     rng = np.random.default_rng(seed)
     expert = load_policy(env_name, "expert")
@@ -147,9 +165,19 @@ def write_dataset(ds_id: str, episodes, env_name, ref_min, ref_max, description,
     return final
 
 
-def check_targets(envs, levels, overwrite) -> None:
+def check_targets(envs, levels, overwrite, namespace: str = "rgm") -> None:
+    """Fail before any rollout if a build cannot complete.
+
+    Raises :class:`ValueError` for a namespace not built here, :class:`FileExistsError` if a
+    target dataset exists and not ``overwrite``, :class:`FileNotFoundError` if an environment
+    has no shipped behaviour policies.
+    """
+    if not is_local_namespace(namespace):
+        raise ValueError(f"--namespace {namespace!r}: datasets built here go to 'rgm' or 'rgm-<name>' "
+                         "(other namespaces are Minari hub ones).")
     root = Path(minari.storage.get_dataset_path())
-    existing = [dataset_id(e, lv) for e in envs for lv in levels if (root / dataset_id(e, lv)).exists()]
+    existing = [dataset_id(e, lv, namespace) for e in envs for lv in levels
+                if (root / dataset_id(e, lv, namespace)).exists()]
     if existing and not overwrite:
         raise FileExistsError(
             f"Datasets already exist in {root}: {existing}. Pass --overwrite to rebuild them."
@@ -163,7 +191,14 @@ def check_targets(envs, levels, overwrite) -> None:
 
 
 def build_env(env_name: str, levels=LEVELS, scale: float = 1.0, seed: int = 0, noise: float = 0.1,
-              overwrite: bool = False) -> dict:
+              overwrite: bool = False, namespace: str = "rgm") -> dict:
+    """Build ``<namespace>/<env_name>/<level>-v0`` for each level; returns what was written.
+
+    ``scale`` multiplies the default sizes (``DEFAULT_STEPS``); ``namespace`` keeps small or
+    experimental builds apart from the default ``rgm`` ones (e.g. the tutorials' ``rgm-tutorial``).
+    """
+    if not is_local_namespace(namespace):
+        raise ValueError(f"namespace {namespace!r}: datasets built here go to 'rgm' or 'rgm-<name>'.")
     torch.set_num_threads(1)
     steps = {k: max(1, int(v * scale)) for k, v in DEFAULT_STEPS.items()}
     ref_min, ref_max = reference_scores(env_name, seed)
@@ -186,7 +221,7 @@ def build_env(env_name: str, levels=LEVELS, scale: float = 1.0, seed: int = 0, n
             cache[level] = episodes
         if level not in levels:
             continue
-        ds_id = dataset_id(env_name, level)
+        ds_id = dataset_id(env_name, level, namespace)
         task = (f" for the task {env_name} (reward: see torchrl_rgm/data/tasks.py)" if env_name in TASKS else "")
         description = (f"{level} data on {env_id(env_name)}{task} from torchrl_rgm's TD3 behaviour policies "
                        f"(noise {noise}, seed {seed}); see torchrl_rgm/data/build.py")
@@ -197,6 +232,7 @@ def build_env(env_name: str, levels=LEVELS, scale: float = 1.0, seed: int = 0, n
 
 
 def file_digest(path: Path) -> str:
+    """SHA-256 of every file under ``path`` (relative names and contents): equal digests, identical builds."""
     h = hashlib.sha256()
     for p in sorted(Path(path).rglob("*")):
         if p.is_file():
@@ -206,6 +242,10 @@ def file_digest(path: Path) -> str:
 
 
 def main(argv=None) -> dict:
+    """Command line: build the datasets of ``--env``, of ``--all`` environments or of the ``--tasks``.
+
+    Returns what was written, as :func:`build_env` does.
+    """
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--env", choices=env_names(), help="an environment or a task (<env>-<task>)")
@@ -218,6 +258,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--noise", type=float, default=0.1, help="Gaussian exploration noise of the policies")
     parser.add_argument("--jobs", type=int, default=min(3, os.cpu_count() or 1), help="environments built in parallel")
     parser.add_argument("--overwrite", action="store_true", help="rebuild datasets that already exist")
+    parser.add_argument("--namespace", default="rgm", help="ids <namespace>/<env>/<level>-v0: rgm or rgm-<name>")
     args = parser.parse_args(argv)
     if args.scale <= 0:
         parser.error("--scale must be > 0")
@@ -229,9 +270,10 @@ def main(argv=None) -> dict:
             print(f"skipping {t}: no shipped behaviour policies (train them with "
                   f"`python -m torchrl_rgm.data.behaviour --env {t}` then `--export`)")
         envs = [t for t in envs if t not in untrained]
-    check_targets(envs, args.levels, args.overwrite)  # before any rollout
+    check_targets(envs, args.levels, args.overwrite, args.namespace)  # before any rollout
     start = time.time()
-    kwargs = dict(levels=args.levels, scale=args.scale, seed=args.seed, noise=args.noise, overwrite=args.overwrite)
+    kwargs = dict(levels=args.levels, scale=args.scale, seed=args.seed, noise=args.noise, overwrite=args.overwrite,
+                  namespace=args.namespace)
     if args.jobs > 1 and len(envs) > 1:
         with ProcessPoolExecutor(min(args.jobs, len(envs))) as pool:
             results = list(pool.map(_build_one, [(e, kwargs) for e in envs]))

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+__all__ = ["ENVS", "env_names", "env_id", "make_env"]
+
+#: The environments, short name → gymnasium id.
 ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
 
 
@@ -30,6 +33,10 @@ def env_id(name: str) -> str:
 
 
 def make_env(name: str, **kwargs) -> gym.Env:
+    """The gymnasium environment of ``name``; a task's is wrapped to return the task's reward.
+
+    ``kwargs`` go to ``gym.make`` (overriding a task's own ``env_kwargs``).
+    """
     from .tasks import TASKS, make_task_env
 
     if name in TASKS:

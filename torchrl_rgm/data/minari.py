@@ -32,25 +32,32 @@ from .absorbing import add_absorbing_states, with_indicator
 from .rewards import make_reward_transform
 from .transitions import append_episode, columns_to_tensordict, new_columns
 
-__all__ = ["DatasetNotFoundError", "RGMData", "find_dataset", "load_rgm_data", "load_transitions", "cache_root"]
+__all__ = ["DatasetNotFoundError", "RGMData", "find_dataset", "load_rgm_data", "load_transitions", "cache_root",
+           "REWARD_SCALINGS", "DatasetError", "datasets_root", "drop_timeouts", "finish_union", "raw_union_metadata"]
 
 CACHE_VERSION = 1
+#: The accepted ``reward_scaling`` values of :func:`load_rgm_data`.
 REWARD_SCALINGS = ("zscore", "scale", "none")
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    pass
+    """A Minari dataset is neither local nor downloadable from the hub."""
 
 
 class DatasetError(ValueError):
-    pass
+    """A dataset RGM cannot use: non-flat observations, no or too few episodes, NaN/inf values, mismatched shapes."""
 
 
 def cache_root() -> Path:
+    """Where converted transitions are cached.
+
+    ``$TORCHRL_RGM_CACHE/transitions``, or ``~/.cache/torchrl_rgm/transitions`` when the variable is unset.
+    """
     return Path(os.environ.get("TORCHRL_RGM_CACHE", Path.home() / ".cache" / "torchrl_rgm")) / "transitions"
 
 
 def datasets_root() -> Path:
+    """Minari's local datasets directory (``MINARI_DATASETS_PATH``, or Minari's default)."""
     return Path(minari.storage.get_dataset_path())
 
 
@@ -219,7 +226,10 @@ def _select_episodes(td: TensorDict, n: int, dataset_id: str) -> TensorDict:
 
 
 def drop_timeouts(td: TensorDict) -> TensorDict:
-    """Timeouts are not terminals: their transitions go (their ``s'`` is not a real successor)."""
+    """``td`` without its timeout transitions, and ``("next", "done")`` set to ``terminated``.
+
+    Timeouts are not terminals: their transitions go (their ``s'`` is not a real successor).
+    """
     timeout = td.get(("next", "truncated")).reshape(-1) & ~td.get(("next", "terminated")).reshape(-1)
     td = td[~timeout]
     td.set(("next", "done"), td.get(("next", "terminated")).clone())
@@ -341,7 +351,7 @@ def load_rgm_data(
     setting is applied to every transition the learner sees (union and expert) before
     standardisation; timeouts are dropped (not terminals); with ``add_expert_to_union`` (the
     paper's default) ``D = D^O ∪ D^E``; terminals lead to an absorbing state (its self-loop
-    terminal or not, see :func:`~torchrl_rgm.data.add_absorbing_states`). With ``standardize``
+    terminal or not, see :func:`~torchrl_rgm.data.absorbing.add_absorbing_states`). With ``standardize``
     observations are z-scored and rewards scaled by ``reward_scaling``: ``"zscore"`` (the
     paper: ``(r - mean) / std``), ``"scale"`` (``r / std``: keeps the sign, hence the meaning of
     termination, which a shift changes whenever episodes can end) or ``"none"``. The result is
@@ -393,6 +403,10 @@ def load_rgm_data(
 
 
 def raw_union_metadata(dataset_id: str, download: bool = True) -> dict:
+    """A dataset's metadata (``env_id``, ``ref_min_score``, ``ref_max_score``, ...): Minari's, or a robomimic file's.
+
+    For a robomimic file, see :func:`torchrl_rgm.data.robomimic.file_metadata`.
+    """
     if _robomimic.is_robomimic_path(dataset_id):
         return _robomimic.file_metadata(dataset_id)
     dataset = find_dataset(dataset_id, download)

@@ -95,6 +95,8 @@ class RewardTransform(Transform):
 
 
 class TrueReward(RewardTransform):
+    """The environment's reward, unchanged (``true``)."""
+
     name = "true"
 
     def corrupt(self, tensordict, reward):
@@ -102,6 +104,8 @@ class TrueReward(RewardTransform):
 
 
 class NegatedReward(RewardTransform):
+    """:math:`-r` everywhere (``negated``: a completely incorrect reward)."""
+
     name = "negated"
 
     def corrupt(self, tensordict, reward):
@@ -109,6 +113,8 @@ class NegatedReward(RewardTransform):
 
 
 class ZeroReward(RewardTransform):
+    """:math:`0` everywhere (``zero``: offline imitation, RGM then behaves like SMODICE)."""
+
     name = "zero"
 
     def corrupt(self, tensordict, reward):
@@ -116,6 +122,11 @@ class ZeroReward(RewardTransform):
 
 
 class PartialReward(RewardTransform):
+    """Each transition's reward sign-flipped independently with probability ``p`` (``partial``).
+
+    Which transitions flip is fixed by their ``transition_id`` and ``seed``.
+    """
+
     name = "partial"
 
     def __init__(self, p: float = 0.5, seed: int = 0):
@@ -130,6 +141,11 @@ class PartialReward(RewardTransform):
 
 
 class NoisyReward(RewardTransform):
+    """:math:`r + \\sigma \\epsilon` with :math:`\\epsilon \\sim \\mathcal{N}(0, 1)` (``noisy``).
+
+    Each transition's :math:`\\epsilon` is fixed by its ``transition_id`` and ``seed``.
+    """
+
     name = "noisy"
 
     def __init__(self, sigma: float = 1.0, seed: int = 0):
@@ -147,6 +163,11 @@ class NoisyReward(RewardTransform):
 
 
 class SparseReward(RewardTransform):
+    """1 on the last transition of each episode whose return reaches ``threshold``, 0 elsewhere (``sparse``).
+
+    Needs ``episode_return`` and ``("next", "last")`` per transition (the loaders write them).
+    """
+
     name = "sparse"
 
     def __init__(self, threshold: float):
@@ -180,6 +201,7 @@ class OtherTaskReward(RewardTransform):
         return other.view(reward.shape)
 
 
+#: The reward settings by name (``cls.name`` → class), as :func:`make_reward_transform` accepts them.
 REWARD_SETTINGS = {
     cls.name: cls
     for cls in (TrueReward, PartialReward, NegatedReward, ZeroReward, SparseReward, NoisyReward, OtherTaskReward)

@@ -2,7 +2,7 @@
 
 :func:`read_transitions` reads a robomimic-format file (robomimic's downloads, or the files
 :mod:`torchrl_rgm.data.robomimic_build` writes) into the same flat transition TensorDict as the
-Minari loader, so :func:`~torchrl_rgm.data.load_rgm_data` builds RGM's buffers from it unchanged
+Minari loader, so :func:`~torchrl_rgm.data.minari.load_rgm_data` builds RGM's buffers from it unchanged
 (pass the file's path as the dataset id). It needs only h5py; robomimic's own reader
 (``SequenceDataset``) is what the tests check it against.
 
@@ -23,14 +23,16 @@ from tensordict import TensorDict
 from .transitions import append_episode, columns_to_tensordict, new_columns
 
 __all__ = ["DEFAULT_OBS_KEYS", "RobomimicEnv", "RobomimicFileError", "env_meta_from_file", "is_robomimic_path",
-           "make_robosuite_env", "make_torchrl_env", "read_transitions", "robomimic_obs"]
+           "make_robosuite_env", "make_torchrl_env", "read_transitions", "robomimic_obs", "fingerprint",
+           "file_metadata"]
 
+#: The low-dimensional observation keys read by default, concatenated in this order.
 DEFAULT_OBS_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object")
 SUFFIXES = (".hdf5", ".h5")
 
 
 class RobomimicFileError(ValueError):
-    pass
+    """A file that is not a readable robomimic dataset (not HDF5, missing groups or keys, inconsistent lengths)."""
 
 
 def is_robomimic_path(dataset_id: str) -> bool:
@@ -49,6 +51,7 @@ def _require(path) -> Path:
 
 
 def fingerprint(path) -> str:
+    """A short hash of a file's resolved path, size and modification time: the cache key of its transitions."""
     p = _require(path).resolve()
     st = p.stat()
     return hashlib.sha1(json.dumps([str(p), st.st_size, st.st_mtime_ns]).encode()).hexdigest()[:16]

@@ -5,7 +5,7 @@
 
 robomimic's downloads are unreachable here, so this drives robosuite's ``Lift`` / ``PickPlaceCan``
 (Panda, OSC_POSE, 20 Hz, sparse reward) with a scripted pick(-and-place) controller and writes files
-in robomimic's layout, readable by robomimic's own ``SequenceDataset``:
+in robomimic's layout, readable by robomimic's own ``SequenceDataset``::
 
     data (attrs: total, env_args = {"env_name", "type": 1, "env_kwargs"})
     data/demo_<k> (attrs: num_samples, seed, reset_seed, quality)
@@ -35,25 +35,37 @@ import numpy as np
 
 from .robomimic import DEFAULT_OBS_KEYS as OBS_KEYS, make_robosuite_env, robomimic_obs
 
-__all__ = ["TASKS", "OBS_KEYS", "build_task", "default_root", "dataset_path", "env_meta"]
+__all__ = ["TASKS", "build_task", "default_root", "dataset_path", "env_meta", "DATASETS", "FILE_NAMES",
+           "Task", "ScriptedController", "write_hdf5", "main"]
 
 
 @dataclass(frozen=True)
 class Task:
-    env_name: str  # robosuite environment
-    place: bool  # carry the object to a bin after lifting it (Can) or just lift it (Lift)
+    """A robomimic task: the robosuite environment, what the scripted controller does, the horizons."""
+
+    #: The robosuite environment (``Lift``, ``PickPlaceCan``).
+    env_name: str
+    #: Carry the object to a bin after lifting it (Can) or just lift it (Lift).
+    place: bool
+    #: Episode horizon of the ``ph`` demos.
     ph_horizon: int
+    #: Episode horizon of the ``mg`` episodes.
     mg_horizon: int
-    mg_severity: float = 1.0  # scales how bad a low-quality mg controller gets (carrying a can is less forgiving)
+    #: Scales how bad a low-quality ``mg`` controller gets (carrying a can is less forgiving).
+    mg_severity: float = 1.0
 
 
+#: The tasks by name (``--task``) → :class:`Task`.
 TASKS = {"lift": Task("Lift", place=False, ph_horizon=200, mg_horizon=150),
          "can": Task("PickPlaceCan", place=True, ph_horizon=400, mg_horizon=300, mg_severity=0.75)}
+#: The datasets written per task, ``ph`` (clean, successful demos) and ``mg`` (mixed quality).
 DATASETS = ("ph", "mg")
+#: File name of each dataset, as robomimic names them.
 FILE_NAMES = {"ph": "low_dim.hdf5", "mg": "low_dim_sparse.hdf5"}
 
 
 def default_root() -> Path:
+    """Where the files go by default: ``$TORCHRL_RGM_ROBOMIMIC_DATA``, else ``~/.torchrl_rgm/robomimic``."""
     return Path(os.environ.get("TORCHRL_RGM_ROBOMIMIC_DATA", Path.home() / ".torchrl_rgm" / "robomimic"))
 
 
@@ -293,6 +305,7 @@ def build_task(task: str, *, root: Path | None = None, ph_episodes: int = 200, m
 
 
 def main(argv=None) -> dict:
+    """Command line: generate the ``--datasets`` of ``--task``; returns :func:`build_task`'s summary."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", choices=sorted(TASKS), required=True)
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))

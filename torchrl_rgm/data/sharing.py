@@ -35,8 +35,9 @@ from .minari import (DatasetNotFoundError, RGMData, _check_finite, _select_episo
 from .tasks import TASKS, get_task, task_reward
 
 __all__ = ["SharingError", "default_sources", "load_sharing_data", "missing_task_datasets", "per_source_means",
-           "resolve_dataset", "source_task"]
+           "resolve_dataset", "source_task", "TARGET_REWARD"]
 
+#: Key of the target task's true reward per transition (diagnostics and ``relabel=True``; no learner sees it otherwise).
 TARGET_REWARD = ("next", "target_reward")
 _SHORT = re.compile(r"^[\w-]+/[\w-]+$")
 

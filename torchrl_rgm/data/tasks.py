@@ -1,7 +1,7 @@
 """Task families: the same MuJoCo dynamics, different rewards (the multi-task data-sharing setting).
 
 A task is named ``<env>-<task>`` and its reward is a documented function of the per-step
-information the datasets log (:data:`INFO_KEYS` of :mod:`torchrl_rgm.data.build`):
+information the datasets log (:data:`~torchrl_rgm.data.build.INFO_KEYS` of :mod:`torchrl_rgm.data.build`):
 
 ========================== ===================================================================
 task                       reward
@@ -91,6 +91,7 @@ class Task:
         return self.policies or self.key
 
 
+#: The tasks of the families, by name (``<env>-<task>``, see the table above).
 TASKS: dict[str, Task] = {
     t.key: t
     for t in (
@@ -104,6 +105,7 @@ TASKS: dict[str, Task] = {
 
 
 def get_task(key: str) -> Task:
+    """The :class:`Task` named ``key`` (``<env>-<task>``); a :class:`ValueError` lists the valid names."""
     try:
         return TASKS[key]
     except KeyError:
@@ -139,6 +141,10 @@ class TaskRewardWrapper(gym.Wrapper):
 
 
 def make_task_env(key: str, **kwargs) -> gym.Env:
+    """The environment of task ``key``, made with its ``env_kwargs``, wrapped in :class:`TaskRewardWrapper`.
+
+    ``kwargs`` go to ``gym.make`` and override the task's ``env_kwargs``.
+    """
     from .envs import env_id
 
     task = get_task(key)

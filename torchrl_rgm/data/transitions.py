@@ -7,10 +7,14 @@ from tensordict import TensorDict
 
 from .._keys import OBS
 
+__all__ = ["COLUMNS", "new_columns", "append_episode", "columns_to_tensordict"]
+
+#: The per-episode columns a loader fills (:func:`new_columns`, :func:`append_episode`).
 COLUMNS = ("obs", "next_obs", "act", "rew", "term", "trunc", "episode", "step", "ret", "last")
 
 
 def new_columns() -> dict[str, list]:
+    """Empty per-episode columns, one list per name of :data:`COLUMNS`, for :func:`append_episode`."""
     return {k: [] for k in COLUMNS}
 
 

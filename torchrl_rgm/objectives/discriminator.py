@@ -41,7 +41,7 @@ class DiscriminatorLoss(LossModule):
         gradient_penalty (float): :math:`\lambda`; 0 switches the penalty off. Default 10.
 
     The input TensorDict holds two sub-TensorDicts of any batch sizes,
-    ``"expert"`` and ``"union"`` (renameable with :meth:`set_keys`).
+    ``"expert"`` and ``"union"`` (renameable with :meth:`~torchrl.objectives.LossModule.set_keys`).
     """
 
     @dataclass

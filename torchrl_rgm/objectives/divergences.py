@@ -107,6 +107,8 @@ class FDivergence:
 
 
 class KL(FDivergence):
+    """Kullback-Leibler: :math:`f(x) = x \\log x`, :math:`f^*(y) = f^{*\\prime}(y) = e^{y-1}` (``kl``)."""
+
     name = "kl"
 
     def f(self, x):
@@ -128,6 +130,12 @@ class KL(FDivergence):
 
 
 class ChiSquared(FDivergence):
+    """Pearson :math:`\\chi^2`: :math:`f(x) = \\tfrac12 (x-1)^2` on :math:`x \\ge 0` (``chi2``).
+
+    :math:`f^*(y) = \\tfrac12 \\operatorname{relu}(y+1)^2 - \\tfrac12`, so the weights
+    :math:`f^{*\\prime}(y) = \\operatorname{relu}(y+1)` are exactly zero for :math:`y \\le -1`.
+    """
+
     name = "chi2"
 
     def f(self, x):
@@ -141,6 +149,13 @@ class ChiSquared(FDivergence):
 
 
 class SoftChiSquared(FDivergence):
+    """KL below 1, :math:`\\chi^2` above (``soft_chi2``).
+
+    :math:`f(x) = x \\log x - x + 1` for :math:`x < 1` and :math:`\\tfrac12 (x-1)^2` for
+    :math:`x \\ge 1`: the weights :math:`f^{*\\prime}(y)` are positive everywhere (exponential
+    for :math:`y < 0`) and grow only linearly (:math:`y + 1`) for :math:`y \\ge 0`.
+    """
+
     name = "soft_chi2"
 
     def f(self, x):
@@ -184,6 +199,7 @@ class KLLogMeanExp(KL):
         return weight * (torch.log(weight.clamp(min=1e-30)) - log_density_ratio)
 
 
+#: The f-divergences by name (``cls.name`` → class), as :func:`get_divergence` accepts them.
 DIVERGENCES: dict[str, type[FDivergence]] = {
     cls.name: cls for cls in (KL, ChiSquared, SoftChiSquared, KLLogMeanExp)
 }

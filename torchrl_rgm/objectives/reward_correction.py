@@ -29,7 +29,7 @@ class RewardCorrectionLoss(LossModule):
 
     .. math::
 
-        \Delta r &= \text{res\_scale}\cdot\tanh(\text{net}(s, a, \tilde r)) \\
+        \Delta r &= \mathrm{res\_scale}\cdot\tanh(\text{net}(s, a, \tilde r)) \\
         w &= f^{*\prime}\!\left(\frac{\tilde r + \Delta r + \gamma(1-d)\,\bar V(s') - \bar V(s)}{\alpha}\right) \\
         L_{\Delta r} &= \mathbb{E}_D\!\left[\rho\, f\!\left(\frac{w}{\rho}\right)\right]
                       = D_f(w\, d^D \,\|\, d^E),\qquad \rho = \frac{d^E}{d^D} = e^{\log d^E/d^D}
@@ -41,10 +41,10 @@ class RewardCorrectionLoss(LossModule):
     (see ``tests/objectives/test_reward_correction.py``). :math:`\bar V` is the value
     network held fixed: the gradient reaches the correction network only, through ``w``.
     ``log d^E/d^D`` is read per transition (written once by the frozen discriminator,
-    :meth:`DiscriminatorLoss.log_density_ratio`).
+    :meth:`~torchrl_rgm.objectives.discriminator.DiscriminatorLoss.log_density_ratio`).
 
     If the batch already carries ``state_value``, ``("next", "state_value")`` and
-    ``reward_correction`` written by :class:`RGMLoss` in the same update, those are
+    ``reward_correction`` written by :class:`~torchrl_rgm.objectives.rgm.RGMLoss` in the same update, those are
     reused (values detached) instead of evaluating the networks again.
 
     Args:
@@ -52,7 +52,7 @@ class RewardCorrectionLoss(LossModule):
         value_network: the lower level's ``V`` (not trained by this loss).
 
     Keyword Args:
-        divergence, alpha, gamma, res_scale, advantage_clip: as in :class:`RGMLoss`
+        divergence, alpha, gamma, res_scale, advantage_clip: as in :class:`~torchrl_rgm.objectives.rgm.RGMLoss`
             (use the same values).
         log_ratio_clip (float or None): clamp of ``|log d^E/d^D|`` that keeps
             ``rho f(w / rho)`` finite for ``f = chi2``. Default 20 (a numerical guard;
@@ -63,7 +63,7 @@ class RewardCorrectionLoss(LossModule):
             cannot change with ``V`` held fixed. Pair it with a calibrated ratio,
             ``E_D[rho] = 1`` (:func:`torchrl_rgm.train.log_density_ratio` with
             ``normalize=True``). Default True; ``False`` keeps ``w`` unnormalised, as the paper writes it.
-        reuse (bool): reuse the entries written by :class:`RGMLoss`. Default True.
+        reuse (bool): reuse the entries written by :class:`~torchrl_rgm.objectives.rgm.RGMLoss`. Default True.
     """
 
     @dataclass
@@ -71,9 +71,10 @@ class RewardCorrectionLoss(LossModule):
         """Keys of the input TensorDict.
 
         Attributes:
-            observation, next_observation, action, reward, done: as in :class:`RGMLoss`.
+            observation, next_observation, action, reward, done: as in :class:`~torchrl_rgm.objectives.rgm.RGMLoss`.
             log_density_ratio (NestedKey): ``log d^E/d^D``. Default ``"log_density_ratio"``.
-            state_value (NestedKey): ``V(s)`` reused from :class:`RGMLoss`. Default ``"state_value"``.
+            state_value (NestedKey): ``V(s)`` reused from :class:`~torchrl_rgm.objectives.rgm.RGMLoss`.
+                Default ``"state_value"``.
             reward_correction (NestedKey): ``Δr`` reused / written. Default ``"reward_correction"``.
         """
 

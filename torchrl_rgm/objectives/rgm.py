@@ -33,7 +33,7 @@ def evaluate_state_values(value_network, value_in_key, value_out_key, *observati
 
 
 def reward_correction(network, out_key, tensordict, res_scale: float) -> torch.Tensor:
-    """:math:`\\Delta r = \\text{res\\_scale} \\cdot \\tanh(\\text{net}(s, a, \\tilde r))`."""
+    """:math:`\\Delta r = \\mathrm{res\\_scale} \\cdot \\tanh(\\text{net}(s, a, \\tilde r))`."""
     inputs = tensordict.select(*network.in_keys)
     return res_scale * torch.tanh(as_column(network(inputs).get(out_key)))
 
@@ -56,14 +56,15 @@ class RGMLoss(LossModule):
 
     :math:`\bar w` is ``w`` detached, clipped at ``weight_clip`` and (optionally)
     divided by its batch mean. :math:`\Delta r` (from ``reward_correction_network``,
-    if given) is used detached: only :class:`RewardCorrectionLoss` trains it.
+    if given) is used detached: only :class:`~torchrl_rgm.objectives.reward_correction.RewardCorrectionLoss` trains it.
     Absorbing states need no special case: the data layer turns a terminal
     transition into ``s -> s_abs`` (``d = 0``) plus a self-loop with ``d = 1``.
 
     Every call also writes into the input TensorDict ``state_value`` and
     ``("next", "state_value")`` (with their graph), ``visitation_weight`` (``w``,
     detached) and, with a correction network, ``reward_correction`` (with its
-    graph), so that :class:`RewardCorrectionLoss` on the same batch reuses them.
+    graph), so that :class:`~torchrl_rgm.objectives.reward_correction.RewardCorrectionLoss` on the same batch
+    reuses them.
 
     Args:
         value_network: reads the observation, writes ``V(s)``.
