@@ -9,7 +9,7 @@ import torch
 from tensordict import TensorDict
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from .data.envs import ENVS, env_id, make_env
+from .data.envs import env_id, make_env
 
 __all__ = ["env_id", "make_env", "make_policy_fn", "evaluate"]  # env_id, make_env: re-exported from data.envs
 

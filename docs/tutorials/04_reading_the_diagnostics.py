@@ -28,7 +28,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import minari
 import numpy as np
-import torch
 from hydra import compose, initialize_config_dir
 from scipy.stats import spearmanr
 

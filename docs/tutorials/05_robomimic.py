@@ -23,7 +23,6 @@ from pathlib import Path
 import tempfile
 
 import h5py
-import numpy as np
 from hydra import compose, initialize_config_dir
 
 import torchrl_rgm
