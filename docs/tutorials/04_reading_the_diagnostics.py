@@ -79,8 +79,8 @@ ax_ratio.legend()
 fig.tight_layout()
 
 # %%
-# With the correction the ratio climbs well above 1: the policy's visitation is pulled towards the
-# expert's. Without it the ratio falls below 1: the lower level does what the negated reward asks and
+# With the correction the ratio stays well above 1 from the first evaluation on: the policy's
+# visitation is pulled towards the expert's. Without it the ratio is below 1: the lower level does what the negated reward asks and
 # moves *away* from the expert. You can read this without a simulator — on robots, say, where every
 # evaluation costs.
 #
@@ -125,7 +125,7 @@ axes[1].legend()
 r = per_run["RGM"]
 axes[2].hist(r["log_ratio"][r["expert"] == 0], bins=50, alpha=0.6, density=True, label="union")
 axes[2].hist(r["log_ratio"][r["expert"] == 1], bins=50, alpha=0.6, density=True, label="expert")
-axes[2].set(xlabel="log d^E/d^D", title="discriminator")
+axes[2].set(xlabel=r"$\log d^E/d^D$ (calibrated)", title="discriminator")
 axes[2].legend()
 fig.tight_layout()
 
@@ -135,9 +135,10 @@ fig.tight_layout()
 # * **Reward.** The given reward is the true one mirrored; RGM's correction bends it so that it rises
 #   with the true reward over much of the data — not exactly (:math:`|\Delta r|` is bounded by
 #   ``res_scale``), only as much as the expert's visitation needs.
-# * **Where w puts its mass.** With the correction, :math:`w` grows with the true reward: the policy
-#   imitates the best transitions of the union. Without it, :math:`w` is largest on the *worst*
-#   transitions — the failure, visible without any evaluation.
+# * **Where w puts its mass.** With the correction, :math:`w` mostly rises with the true reward (its
+#   rank correlation with it, printed above, is positive): the policy imitates the better transitions
+#   of the union. Without it, :math:`w` is largest on the *worst* transitions — the failure, visible
+#   without any evaluation.
 # * **Discriminator.** Expert transitions should sit clearly to the right of the union's. If the two
 #   histograms overlap, the discriminator has nothing to tell the upper level: train it longer
 #   (``budget.discriminator_steps``), or give it more expert data (``dataset.n_expert_trajectories``).
