@@ -34,6 +34,7 @@ extensions = [
 exclude_patterns = ["_build", "tutorials/README.rst", "**.ipynb_checkpoints"]
 templates_path = []
 html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_favicon = "_static/favicon.svg"
 html_logo = "_static/favicon.svg"
 html_title = f"torchrl_rgm {release}"

@@ -19,10 +19,11 @@ wherever a dataset id goes; a downloaded ``low_dim_sparse_v141.hdf5`` reads the 
 # demos, 1,000 ``mg`` episodes, ~15 minutes) under ``~/.torchrl_rgm/robomimic``
 # (``$TORCHRL_RGM_ROBOMIMIC_DATA``). Here: 10 demos and 30 mixed episodes in a directory of the
 # tutorials' own beside it (``robomimic-tutorial``), generated once.
-from pathlib import Path
 import tempfile
+from pathlib import Path
 
 import h5py
+import matplotlib.pyplot as plt
 from hydra import compose, initialize_config_dir
 
 import torchrl_rgm
@@ -101,6 +102,15 @@ groups = {"mg, failed episodes": real & ~expert & ~succeeded,
 print(f"{'':26s}{'transitions':>12s}{'mean w':>9s}{'mean Δr':>9s}")
 for name, mask in groups.items():
     print(f"{name:26s}{int(mask.sum()):12d}{w[mask].mean():9.2f}{delta[mask].mean():+9.2f}")
+fig, (ax_w, ax_r) = plt.subplots(1, 2, figsize=(10, 3.2))
+ax_w.barh(list(groups), [float(w[m].mean()) for m in groups.values()], color=["tab:red", "tab:green", "tab:blue"])
+ax_w.axvline(1.0, color="grey", lw=0.8, ls="--")
+ax_w.set(xlabel="mean visitation weight w", title="what RGM imitates")
+ax_r.barh(list(groups), [float(delta[m].mean()) for m in groups.values()], color=["tab:red", "tab:green", "tab:blue"])
+ax_r.axvline(0.0, color="grey", lw=0.8)
+ax_r.set(xlabel="mean Δr (standardised reward units)", title="how it corrects the sparse reward")
+ax_r.set_yticklabels([])
+fig.tight_layout()
 share = w[groups["mg, successful episodes"] | groups["ph demonstrations"]].sum() / w[real].sum()
 print(f"share of the behaviour-cloning weight on successes: {share:.0%} "
       f"(their share of the transitions: {(real & (expert | succeeded)).sum() / real.sum():.0%})")
