@@ -10,11 +10,8 @@ import os
 import urllib.request
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import torchrl_rgm
-
-DOCS = Path(__file__).resolve().parent
 
 project = "torchrl_rgm"
 author = "the torchrl_rgm developers"
