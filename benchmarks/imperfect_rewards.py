@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import sys
@@ -388,21 +389,15 @@ def report(csv_path: Path, spec: dict, out_dir: Path | None = None) -> str:
 
 def prebuild(cells: list[Cell], spec: dict) -> None:
     """Build missing local datasets once, before parallel runs could race to build the same one."""
-    import minari
-
-    from torchrl_rgm.data.build import build_env, dataset_id
+    from torchrl_rgm.data.build import build_missing, is_local_namespace
 
     overrides = spec.get("overrides", [])
-    if "dataset.build_if_missing=false" in overrides or any(
-            o.startswith("dataset.namespace=") and o != "dataset.namespace=rgm" for o in overrides):
+    namespace = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("dataset.namespace=")), "rgm")
+    if "dataset.build_if_missing=false" in overrides or not is_local_namespace(namespace):
         return
-    local = set(minari.list_local_datasets())
     for env in sorted({c.env for c in cells}):
-        levels = sorted({c.dataset for c in cells if c.env == env} | {"expert"})
-        missing = [lv for lv in levels if dataset_id(env, lv) not in local]
-        if missing:
-            print(f"building {[dataset_id(env, lv) for lv in missing]}", flush=True)
-            build_env(env, levels=missing)
+        levels = {c.dataset for c in cells if c.env == env} | {"expert"}
+        build_missing(env, levels, namespace=namespace, log=functools.partial(print, flush=True))
 
 
 def run_grid(cells: list[Cell], spec: dict, csv_path: Path, out_dir: Path, *, address: str | None = None,

@@ -17,6 +17,24 @@ sys.modules["imperfect_rewards"] = grid  # dataclasses look their module up ther
 spec.loader.exec_module(grid)
 
 
+def test_prebuild_builds_missing_datasets_in_the_grids_namespace(monkeypatch, tmp_path):
+    """Before the parallel runs: missing datasets of a local namespace (rgm, rgm-<name>) are built once
+    under the ids the recipe will load; a hub namespace or build_if_missing=false builds nothing."""
+    from torchrl_rgm.data import build as build_mod
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    calls = []
+    monkeypatch.setattr(build_mod, "build_env", lambda env, **kw: calls.append((env, kw)))
+    cells = grid.make_cells(["hopper"], ["medium-replay"], ["negated"], ["rgm"], seeds=1)
+    for overrides, expected in (([], "rgm"), (["dataset.namespace=rgm-small"], "rgm-small"),
+                                (["dataset.namespace=mujoco"], None),
+                                (["dataset.build_if_missing=false"], None)):
+        calls.clear()
+        grid.prebuild(cells, {"overrides": overrides})
+        assert calls == ([] if expected is None else
+                         [("hopper", {"levels": ["expert", "medium-replay"], "scale": 1.0, "namespace": expected})])
+
+
 def test_reward_agnostic_algorithms_run_once_per_env_and_dataset():
     cells = grid.make_cells(["hopper", "walker2d"], ["medium-replay"], ["true", "negated"], list(grid.ALGOS), seeds=2)
     per = {a: [c for c in cells if c.algo == a] for a in grid.ALGOS}

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import minari
 import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -16,7 +15,7 @@ from tqdm import tqdm
 
 from .data import REWARD_SETTINGS, load_rgm_data
 from .data.minari import REWARD_SCALINGS
-from .data.build import LEVELS, build_env, dataset_id, is_local_namespace
+from .data.build import LEVELS, build_env, build_missing, is_local_namespace
 from .data.envs import ENVS
 from .modules import make_actor, make_discriminator, make_reward_correction_network, make_value_network
 from .objectives import DIVERGENCES, DiscriminatorLoss, RewardCorrectionLoss, RGMLoss
@@ -31,6 +30,7 @@ __all__ = [
     "ConfigError", "domain", "run_name", "validate", "prepare_run_dir", "start_run", "load_resumed_config",
     "save_config", "robomimic_paths", "load_data", "describe_data", "Networks", "stochastic_actor",
     "build_networks", "correction_lr", "build_update", "pretrain_discriminator", "collect_state", "load_state",
+    "restore_networks",
     "make_logger", "log_metrics", "report", "format_summary", "train", "transition_diagnostics",
     "source_diagnostics",
 ]
@@ -262,14 +262,9 @@ def load_data(cfg: DictConfig, reward: str | None = None):
     if domain(cfg) == "datasharing":
         return _load_sharing(cfg)
     union_id, expert_id = _dataset_ids(cfg)
-    ns = cfg.dataset.namespace
-    if is_local_namespace(ns) and cfg.dataset.build_if_missing:
-        local = minari.list_local_datasets()
-        missing = sorted({lv for lv in (cfg.dataset.union, cfg.dataset.expert)
-                          if dataset_id(cfg.env.name, lv, ns) not in local})
-        if missing:
-            print(f"building {[dataset_id(cfg.env.name, lv, ns) for lv in missing]} (once; python -m torchrl_rgm.data.build)")
-            build_env(cfg.env.name, levels=missing, scale=cfg.dataset.build_scale, namespace=ns)
+    if is_local_namespace(cfg.dataset.namespace) and cfg.dataset.build_if_missing:
+        build_missing(cfg.env.name, [cfg.dataset.union, cfg.dataset.expert], scale=cfg.dataset.build_scale,
+                      namespace=cfg.dataset.namespace)
     return load_rgm_data(
         union_id, expert_id, n_expert_trajectories=cfg.dataset.n_expert_trajectories,
         reward=reward or cfg.reward.name, reward_kwargs=dict(cfg.reward.kwargs) if reward is None else {},
@@ -395,16 +390,23 @@ def collect_state(nets: Networks, update: RGMUpdate, sampler, step, history) -> 
     }
 
 
+def restore_networks(state: dict, nets: Networks) -> Networks:
+    """Load the networks of a checkpoint (:func:`collect_state`'s, e.g. a finished run's ``checkpoint.pt``)
+    into ``nets`` (from :func:`build_networks` with the run's configuration); the discriminator stays frozen."""
+    for k, sd in state["networks"].items():
+        getattr(nets, k).load_state_dict(sd)
+    nets.discriminator.requires_grad_(False)
+    return nets
+
+
 def load_state(state: dict, nets: Networks, update: RGMUpdate) -> None:
     """Restore :func:`collect_state`'s networks, loss and update states; the discriminator stays frozen.
 
     The sampler, RNG, step and history are restored by the caller (:func:`train`).
     """
-    for k, sd in state["networks"].items():
-        getattr(nets, k).load_state_dict(sd)
+    restore_networks(state, nets)
     nets.rgm_loss.load_state_dict(state["rgm_loss"])
     update.load_state_dict(state["update"])
-    nets.discriminator.requires_grad_(False)
 
 
 def make_logger(cfg: DictConfig, run_dir: Path):

@@ -25,19 +25,15 @@ import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import minari
 from hydra import compose, initialize_config_dir
 
 import torchrl_rgm
 from torchrl_rgm import recipe_support as rs
-from torchrl_rgm.data.build import build_env, dataset_id
+from torchrl_rgm.data.build import build_missing, dataset_id
 from torchrl_rgm.envs import evaluate
 
 NAMESPACE, ENV = "rgm-tutorial", "hopper"
-local = minari.list_local_datasets()
-missing = [lv for lv in ("medium-replay", "expert") if dataset_id(ENV, lv, NAMESPACE) not in local]
-if missing:
-    build_env(ENV, levels=missing, scale=0.1, namespace=NAMESPACE)
+build_missing(ENV, ["medium-replay", "expert"], scale=0.1, namespace=NAMESPACE)  # once; a tenth of the default sizes
 print("datasets:", [dataset_id(ENV, lv, NAMESPACE) for lv in ("medium-replay", "expert")])
 
 # %%

@@ -23,20 +23,17 @@ Like every TorchRL loss, none of them steps an optimiser: the loop below does.
 # :math:`D` (z-scored, with absorbing states and an ``is_expert`` flag), the expert data
 # :math:`D^E` and the initial observations :math:`\mu_0`.
 import matplotlib.pyplot as plt
-import minari
 import torch
 
 from torchrl_rgm.data import load_rgm_data
-from torchrl_rgm.data.build import build_env, dataset_id
+from torchrl_rgm.data.build import build_missing, dataset_id
 from torchrl_rgm.envs import evaluate, make_policy_fn
 from torchrl_rgm.modules import make_actor, make_discriminator, make_reward_correction_network, make_value_network
 from torchrl_rgm.objectives import DiscriminatorLoss, RewardCorrectionLoss, RGMLoss
 
 torch.manual_seed(0)
 NAMESPACE, ENV = "rgm-tutorial", "hopper"
-missing = [lv for lv in ("medium-replay", "expert") if dataset_id(ENV, lv, NAMESPACE) not in minari.list_local_datasets()]
-if missing:
-    build_env(ENV, levels=missing, scale=0.1, namespace=NAMESPACE)
+build_missing(ENV, ["medium-replay", "expert"], scale=0.1, namespace=NAMESPACE)  # once; a tenth of the default sizes
 
 data = load_rgm_data(dataset_id(ENV, "medium-replay", NAMESPACE), dataset_id(ENV, "expert", NAMESPACE),
                      n_expert_trajectories=1, reward="negated")

@@ -26,21 +26,18 @@ import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import minari
 import numpy as np
 from hydra import compose, initialize_config_dir
 from scipy.stats import spearmanr
 
 import torchrl_rgm
 from torchrl_rgm import recipe_support as rs
-from torchrl_rgm.data.build import build_env, dataset_id
+from torchrl_rgm.data.build import build_missing
 from torchrl_rgm.envs import evaluate
 from torchrl_rgm.train import load_checkpoint, log_density_ratio
 
 NAMESPACE, ENV = "rgm-tutorial", "hopper"
-missing = [lv for lv in ("medium-replay", "expert") if dataset_id(ENV, lv, NAMESPACE) not in minari.list_local_datasets()]
-if missing:
-    build_env(ENV, levels=missing, scale=0.1, namespace=NAMESPACE)
+build_missing(ENV, ["medium-replay", "expert"], scale=0.1, namespace=NAMESPACE)  # once; a tenth of the default sizes
 
 RECIPES = Path(torchrl_rgm.__file__).resolve().parents[1] / "recipes"
 root = Path(tempfile.mkdtemp(prefix="rgm-diagnostics-"))
@@ -93,9 +90,7 @@ fig.tight_layout()
 per_run = {}
 for name, run in runs.items():
     cfg, data = run["cfg"], run["data"]
-    nets = rs.build_networks(cfg, data, "cpu")
-    for key, state in load_checkpoint(run["run_dir"] / "checkpoint.pt")["networks"].items():
-        getattr(nets, key).load_state_dict(state)
+    nets = rs.restore_networks(load_checkpoint(run["run_dir"] / "checkpoint.pt"), rs.build_networks(cfg, data, "cpu"))
     union = data.union.to_tensordict()
     diag = rs.transition_diagnostics(nets, union, data.initial_observation, "cpu")
     real = ~union["absorbing"].reshape(-1)

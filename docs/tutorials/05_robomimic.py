@@ -87,9 +87,7 @@ print(rs.format_summary(summary))
 # ------------------------------
 # The visitation weight :math:`w` of every transition, from the run's checkpoint, grouped by where
 # the transition comes from:
-nets = rs.build_networks(cfg, data, "cpu")
-for key, state in load_checkpoint(run_dir / "checkpoint.pt")["networks"].items():
-    getattr(nets, key).load_state_dict(state)
+nets = rs.restore_networks(load_checkpoint(run_dir / "checkpoint.pt"), rs.build_networks(cfg, data, "cpu"))
 union = data.union.to_tensordict()
 diag = rs.transition_diagnostics(nets, union, data.initial_observation, "cpu")
 w, delta = diag["visitation_weight"].reshape(-1), diag["corrected_reward"].reshape(-1) - union["next", "reward"].reshape(-1)

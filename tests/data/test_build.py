@@ -138,7 +138,7 @@ def test_recipe_builds_missing_datasets_in_its_local_namespace(monkeypatch):
     from torchrl_rgm import recipe_support as rs
 
     calls = []
-    monkeypatch.setattr(rs, "build_env", lambda env, **kw: calls.append((env, kw)) or {})
+    monkeypatch.setattr(build_mod, "build_env", lambda env, **kw: calls.append((env, kw)) or {})
     monkeypatch.setattr(rs, "load_rgm_data", lambda *ids, **kw: ids)
     config_dir = Path(__file__).resolve().parents[2] / "recipes" / "config"
     for namespace, builds in (("rgm-small", True), ("mujoco", False)):

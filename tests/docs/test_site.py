@@ -50,14 +50,17 @@ def _chromium() -> str:
     pytest.skip("needs Debian's chromium (apt-get install chromium)")
 
 
+def _make_html() -> subprocess.CompletedProcess:
+    """``make -C docs html`` — the command the README gives — with this interpreter's Sphinx."""
+    env = {**os.environ, "SPHINXBUILD": f"{sys.executable} -m sphinx", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(["make", "-C", str(DOCS), "html"], env=env, capture_output=True, text=True, timeout=3600)
+
+
 @pytest.fixture(scope="module")
 def site() -> Path:
-    """``make -C docs html`` — the command the README gives — with this interpreter's Sphinx."""
     for module in ("sphinx", "sphinx_gallery", "pydata_sphinx_theme", "playwright"):
         requires(module, "docs")
-    env = {**os.environ, "SPHINXBUILD": f"{sys.executable} -m sphinx", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(["make", "-C", str(DOCS), "html"], env=env, capture_output=True, text=True,
-                          timeout=3600)
+    proc = _make_html()
     assert proc.returncode == 0, f"make -C docs html failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
     assert (SITE / "index.html").is_file()
     return SITE
@@ -253,9 +256,7 @@ def test_failed_build_keeps_the_last_good_site(site, tmp_path):
     broken = DOCS / "tutorials" / "99_broken_for_test.py"
     broken.write_text('"""\nBroken\n======\n"""\nraise RuntimeError("this tutorial is broken on purpose")\n')
     try:
-        env = {**os.environ, "SPHINXBUILD": f"{sys.executable} -m sphinx", "OMP_NUM_THREADS": "1"}
-        proc = subprocess.run(["make", "-C", str(DOCS), "html"], env=env, capture_output=True, text=True,
-                              timeout=3600)
+        proc = _make_html()
     finally:
         broken.unlink()
         for leftover in (DOCS / "auto_tutorials").glob("99_broken_for_test*"):

@@ -37,7 +37,7 @@ from .envs import ENVS, env_id, env_names, make_env
 from .tasks import TASKS
 
 __all__ = ["LEVELS", "TASK_LEVELS", "DEFAULT_STEPS", "INFO_KEYS", "is_local_namespace", "dataset_id", "rollouts",
-           "reference_scores", "write_dataset", "check_targets", "build_env", "file_digest", "main"]
+           "reference_scores", "write_dataset", "check_targets", "build_env", "build_missing", "file_digest", "main"]
 
 #: The dataset levels built for an environment (ids ``rgm/<env>/<level>-v0``).
 LEVELS = ["random", "medium", "medium-replay", "medium-expert", "expert"]
@@ -229,6 +229,21 @@ def build_env(env_name: str, levels=LEVELS, scale: float = 1.0, seed: int = 0, n
         built[ds_id] = {"episodes": len(episodes), "steps": int(sum(len(e.actions) for e in episodes)),
                         "ref_min_score": ref_min, "ref_max_score": ref_max, "path": str(path)}
     return built
+
+
+def build_missing(env_name: str, levels, *, scale: float = 1.0, namespace: str = "rgm", log=print) -> list[str]:
+    """Build the ``levels`` of ``env_name`` that are not local yet (at ``scale``); returns their ids.
+
+    What the recipes, the study's pre-build and the tutorials do before loading: existing datasets are
+    left as they are, whatever their size.
+    """
+    local = set(minari.list_local_datasets())
+    missing = sorted({lv for lv in levels if dataset_id(env_name, lv, namespace) not in local})
+    ids = [dataset_id(env_name, lv, namespace) for lv in missing]
+    if missing:
+        log(f"building {ids} (once; python -m torchrl_rgm.data.build)")
+        build_env(env_name, levels=missing, scale=scale, namespace=namespace)
+    return ids
 
 
 def file_digest(path: Path) -> str:
