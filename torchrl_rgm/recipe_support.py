@@ -14,7 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from tqdm import tqdm
 
 from .data import REWARD_SETTINGS, load_rgm_data
-from .data.minari import REWARD_SCALINGS
+from .data.minari import EXPERT_UNION_REWARDS, REWARD_SCALINGS
 from .data.build import LEVELS, build_env, build_missing, is_local_namespace
 from .data.envs import ENVS
 from .modules import make_actor, make_discriminator, make_reward_correction_network, make_value_network
@@ -29,7 +29,7 @@ __all__ = [
     "CONFIG_NAME", "ALGOS", "REWARD_AGNOSTIC", "USES_DISCRIMINATOR", "ACTORS",
     "ConfigError", "domain", "run_name", "validate", "prepare_run_dir", "start_run", "load_resumed_config",
     "save_config", "robomimic_paths", "load_data", "describe_data", "Networks", "stochastic_actor",
-    "build_networks", "correction_lr", "build_update", "pretrain_discriminator", "collect_state", "load_state",
+    "build_networks", "PAPER_CORRECTION_LR", "PAPER_UPDATES", "correction_lr", "correction_horizon", "build_update", "pretrain_discriminator", "collect_state", "load_state",
     "restore_networks",
     "make_logger", "log_metrics", "report", "format_summary", "train", "transition_diagnostics",
     "source_diagnostics",
@@ -109,6 +109,8 @@ def validate(cfg: DictConfig) -> None:
     _choice("divergence", cfg.algo.divergence, DIVERGENCES)
     _choice("precision", cfg.precision, ["float32", "bfloat16"])
     _choice("data.reward_scaling", cfg.data.reward_scaling, REWARD_SCALINGS)
+    _choice("dataset.expert_union_reward", cfg.dataset.get("expert_union_reward", "given"), EXPERT_UNION_REWARDS)
+    _choice("algo.correction_lr_schedule", cfg.algo.get("correction_lr_schedule", "rescaled"), ["rescaled", "paper"])
     _choice("logger backend", cfg.logger.backend, ["csv", "tensorboard", "wandb"])
     positive = {
         "algo.alpha": cfg.algo.alpha, "algo.batch_size": cfg.algo.batch_size,
@@ -189,6 +191,12 @@ def save_config(cfg: DictConfig, run_dir: Path) -> None:
     tmp.replace(path)
 
 
+def _protocol_data(cfg) -> dict:
+    """The data choices of the authors' protocol (``protocol=paper``), absent fields at their defaults."""
+    return {"expert_union_reward": cfg.dataset.get("expert_union_reward", "given"),
+            "terminal_done": bool(cfg.data.get("terminal_done", False))}
+
+
 def _dataset_ids(cfg):
     ns, env = cfg.dataset.namespace, cfg.env.name
     return f"{ns}/{env}/{cfg.dataset.union}-v0", f"{ns}/{env}/{cfg.dataset.expert}-v0"
@@ -222,6 +230,7 @@ def _load_robomimic(cfg: DictConfig, reward: str | None):
         reward=reward or cfg.reward.name, reward_kwargs=dict(cfg.reward.kwargs) if reward is None else {},
         add_expert_to_union=cfg.dataset.add_expert_to_union, reward_scaling=cfg.data.reward_scaling,
         terminal_absorbing_loop=cfg.data.terminal_absorbing_loop, obs_keys=list(cfg.dataset.obs_keys),
+        **_protocol_data(cfg),
     )
 
 
@@ -247,7 +256,8 @@ def _load_sharing(cfg: DictConfig):
     return load_sharing_data(
         target, sources, unlabelled, expert=expert, n_expert_trajectories=d.n_expert_trajectories,
         relabel=bool(cfg.algo.get("relabel", False)), add_expert_to_union=d.add_expert_to_union,
-        reward_scaling=cfg.data.reward_scaling, terminal_absorbing_loop=cfg.data.terminal_absorbing_loop)
+        reward_scaling=cfg.data.reward_scaling, terminal_absorbing_loop=cfg.data.terminal_absorbing_loop,
+        terminal_done=bool(cfg.data.get("terminal_done", False)))
 
 
 def load_data(cfg: DictConfig, reward: str | None = None):
@@ -269,7 +279,7 @@ def load_data(cfg: DictConfig, reward: str | None = None):
         union_id, expert_id, n_expert_trajectories=cfg.dataset.n_expert_trajectories,
         reward=reward or cfg.reward.name, reward_kwargs=dict(cfg.reward.kwargs) if reward is None else {},
         add_expert_to_union=cfg.dataset.add_expert_to_union, reward_scaling=cfg.data.reward_scaling,
-        terminal_absorbing_loop=cfg.data.terminal_absorbing_loop,
+        terminal_absorbing_loop=cfg.data.terminal_absorbing_loop, **_protocol_data(cfg),
     )
 
 
@@ -314,7 +324,8 @@ def build_networks(cfg: DictConfig, data, device) -> Networks:
     obs_dim, act_dim = data.obs_dim, data.action_dim
     value = make_value_network(obs_dim, hidden, device=device)
     actor = make_actor(obs_dim, act_dim, stochastic=stochastic_actor(cfg), hidden=hidden, device=device)
-    correction = (make_reward_correction_network(obs_dim, act_dim, hidden, device=device)
+    correction = (make_reward_correction_network(obs_dim, act_dim, hidden, device=device,
+                                                 zero_init=bool(a.get("correction_zero_init", False)))
                   if a.correction and a.name == "rgm" else None)
     discriminator = make_discriminator(obs_dim, act_dim, state_only=a.state_only_discriminator, hidden=hidden, device=device)
     common = dict(divergence=a.divergence, alpha=a.alpha, gamma=a.gamma, res_scale=a.res_scale,
@@ -327,11 +338,25 @@ def build_networks(cfg: DictConfig, data, device) -> Networks:
     return Networks(value, actor, correction, discriminator, rgm_loss, correction_loss, discriminator_loss)
 
 
+#: The authors' Δr schedule: Adam at 3e-7, cosine-annealed over 1e6 updates.
+PAPER_CORRECTION_LR, PAPER_UPDATES = 3e-7, 1_000_000
+
+
 def correction_lr(cfg: DictConfig) -> float:
-    """The paper's 3e-7 is for 1e6 updates: scaled so that a shorter budget moves Δr as far."""
+    """Δr's learning rate: ``algo.correction_lr`` if set; else with ``algo.correction_lr_schedule``
+    ``rescaled`` the paper's 3e-7 scaled so that a shorter budget moves Δr as far
+    (``3e-7 * 1e6 / budget.updates``), with ``paper`` the paper's 3e-7 itself."""
     if cfg.algo.correction_lr is not None:
         return float(cfg.algo.correction_lr)
-    return 3e-7 * 1e6 / cfg.budget.updates
+    if cfg.algo.get("correction_lr_schedule", "rescaled") == "paper":
+        return PAPER_CORRECTION_LR
+    return PAPER_CORRECTION_LR * PAPER_UPDATES / cfg.budget.updates
+
+
+def correction_horizon(cfg: DictConfig) -> int:
+    """The updates over which Δr's learning rate is cosine-annealed: the budget, or the paper's 1e6
+    with ``algo.correction_lr_schedule=paper`` (a shorter run then ends early on the same schedule)."""
+    return PAPER_UPDATES if cfg.algo.get("correction_lr_schedule", "rescaled") == "paper" else cfg.budget.updates
 
 
 def build_update(cfg: DictConfig, nets: Networks, device, data):
@@ -360,7 +385,7 @@ def build_update(cfg: DictConfig, nets: Networks, device, data):
         nets.rgm_loss, nets.correction_loss, value_lr=cfg.algo.value_lr, value_weight_decay=cfg.algo.value_weight_decay,
         actor_lr=cfg.algo.actor_lr, correction_lr=correction_lr(cfg),
         correction_weight_decay=cfg.algo.correction_weight_decay, total_steps=cfg.budget.updates,
-        compile=compile_on, compile_mode=cfg.compile_mode, device=device,
+        correction_total_steps=correction_horizon(cfg), compile=compile_on, compile_mode=cfg.compile_mode, device=device,
         autocast_dtype=torch.bfloat16 if cfg.precision == "bfloat16" else None,
     )
 

@@ -78,6 +78,8 @@ class RGMUpdate(_OptimizerStep):
         correction_lr, correction_weight_decay: Adam for ``Δr``, cosine. Paper: 3e-7, 1e-4.
         entropy_lr: Adam for the entropy coefficient. Default 3e-4.
         total_steps: horizon of the cosine schedules. Paper: 1e6.
+        correction_total_steps: horizon of ``Δr``'s cosine when it differs from ``total_steps`` (the
+            authors' absolute schedule anneals 3e-7 over 1e6 updates whatever the run's length).
         compile: compile the loss computation with :func:`torch.compile`.
         compile_mode: passed to :func:`torch.compile` (``"reduce-overhead"`` uses CUDA graphs on GPU).
         autocast_dtype: ``None`` (full float32, the default) or ``torch.bfloat16`` to run the
@@ -97,6 +99,7 @@ class RGMUpdate(_OptimizerStep):
         correction_weight_decay: float = 1e-4,
         entropy_lr: float = 3e-4,
         total_steps: int = 1_000_000,
+        correction_total_steps: int | None = None,
         compile: bool = False,
         compile_mode: str | None = None,
         device: torch.device | str | None = None,
@@ -104,6 +107,8 @@ class RGMUpdate(_OptimizerStep):
     ):
         if total_steps < 1:
             raise ValueError(f"total_steps must be ≥ 1, got {total_steps}.")
+        if correction_total_steps is not None and correction_total_steps < 1:
+            raise ValueError(f"correction_total_steps must be ≥ 1 or None, got {correction_total_steps}.")
         if correction_loss is not None and (
             rgm_loss.reward_correction_network is not correction_loss.reward_correction_network
             or rgm_loss.value_network is not correction_loss.value_network
@@ -134,7 +139,8 @@ class RGMUpdate(_OptimizerStep):
         ]
         fused = device is None or torch.device(device).type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(param_groups, fused=fused)
-        cosine = [_cosine(total_steps) if anneal else _constant for *_, anneal in groups]
+        horizon = {"reward_correction": correction_total_steps or total_steps}
+        cosine = [_cosine(horizon.get(name, total_steps)) if anneal else _constant for name, *_, anneal in groups]
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, cosine)
         self.device_type = torch.device(device).type if device is not None else "cpu"
         self.autocast_dtype = autocast_dtype

@@ -21,11 +21,14 @@ def absorbing_observation(obs_dim: int, dtype=torch.float32, device=None) -> tor
     return s
 
 
-def add_absorbing_states(td: TensorDictBase, *, terminal_loop: bool = True) -> TensorDictBase:
+def add_absorbing_states(td: TensorDictBase, *, terminal_loop: bool = True, terminal_done: bool = False) -> TensorDictBase:
     """Give every observation an indicator dimension and make terminals lead to an absorbing state.
 
     A terminal transition ``(s, a, r, s', done=1)`` becomes ``(s, a, r, s_abs, done=0)`` plus a
     self-loop ``(s_abs, a, 0, s_abs, done=d)``; other transitions keep their ``s'``. With
+    ``terminal_done=True`` (the authors' code) the terminal transition keeps ``done=1`` next to its
+    swapped-in ``s_abs``: its target is then ``r`` alone, and the absorbing state's value is learnt
+    from the self-loops only. With
     ``terminal_loop=True`` (the RGM reference) ``d = 1``, so ``V(s_abs)`` is one step of the
     absorbing reward; with ``False`` (DAC / ValueDICE) ``d = 0`` and the absorbing state lasts
     forever, ``V(s_abs) = r_abs / (1 - γ)``: a correction of the absorbing reward then weighs as
@@ -40,8 +43,9 @@ def add_absorbing_states(td: TensorDictBase, *, terminal_loop: bool = True) -> T
     absorbing = absorbing_observation(obs_dim, next_obs.dtype, next_obs.device)
     next_obs[terminal] = absorbing
     td.set(NEXT_OBS, next_obs)
-    for key in (("next", "done"), ("next", "terminated")):
-        td.set(key, torch.zeros_like(td.get(key)))
+    if not terminal_done:
+        for key in (("next", "done"), ("next", "terminated")):
+            td.set(key, torch.zeros_like(td.get(key)))
     loops = td[terminal].clone()
     n = loops.shape[0]
     loops.set(OBS, absorbing.expand(n, -1).clone())

@@ -5,9 +5,12 @@
     python -m torchrl_rgm.data.build --tasks          # the task families: rgm/<env>-<task>/{medium,medium-replay,expert}-v0
 
 Levels: ``random`` (uniform actions), ``medium`` and ``expert`` (the shipped policies with
-Gaussian exploration noise ``--noise``), ``medium-replay`` (a tenth uniform actions — the
-learner's warm-up — then the ``replay_<k>`` snapshots on the way to medium, each with the
-same noise, as TD3 saw them), ``medium-expert`` (the medium and expert episodes together).
+Gaussian exploration noise ``--noise``), ``medium-replay`` (D4RL's construction: what the TD3
+learner collected from the start of its training until the medium snapshot — its uniform
+warm-up, then each shipped ``replay_<k>`` snapshot with the training noise for the share of
+training steps nearest to it, see :func:`replay_plan`; ``--replay-proportions even`` gives the
+earlier construction, a tenth uniform and the snapshots in equal parts, 100k transitions),
+``medium-expert`` (the medium and expert episodes together).
 ``ref_min_score``/``ref_max_score`` are the mean returns of the uniform policy and of the
 noise-free expert over 10 episodes, so scores normalise the D4RL way. Per-step infos
 (``x_velocity``, ``reward_forward``, ``reward_ctrl``, ``reward_survive``, ...) are stored for
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -36,15 +40,23 @@ from .behaviour import POLICY_DIR, has_shipped_policies, load_policy, policy_act
 from .envs import ENVS, env_id, env_names, make_env
 from .tasks import TASKS
 
-__all__ = ["LEVELS", "TASK_LEVELS", "DEFAULT_STEPS", "INFO_KEYS", "is_local_namespace", "dataset_id", "rollouts",
+__all__ = ["LEVELS", "TASK_LEVELS", "DEFAULT_STEPS", "INFO_KEYS", "WARMUP_STEPS", "REPLAY_PROPORTIONS",
+           "is_local_namespace", "dataset_id", "rollouts", "replay_plan",
            "reference_scores", "write_dataset", "check_targets", "build_env", "build_missing", "file_digest", "main"]
 
 #: The dataset levels built for an environment (ids ``rgm/<env>/<level>-v0``).
 LEVELS = ["random", "medium", "medium-replay", "medium-expert", "expert"]
 #: The levels ``--tasks`` builds for each task of a family.
 TASK_LEVELS = ["medium", "medium-replay", "expert"]
-#: Transitions per level at ``scale=1`` (``medium-expert`` reuses the medium and expert episodes).
+#: Transitions per level at ``scale=1`` (``medium-expert`` reuses the medium and expert episodes; ``medium-replay``
+#: with the default training proportions holds as many transitions as training took steps to reach medium, and
+#: this size only with ``replay_proportions="even"``).
 DEFAULT_STEPS = {"random": 100_000, "medium": 200_000, "medium-replay": 100_000, "expert": 200_000}
+#: The behaviour learner's warm-up: its first environment steps take uniform actions
+#: (``torchrl_rgm.data.behaviour.train``'s ``start_steps``).
+WARMUP_STEPS = 10_000
+#: How ``medium-replay`` mixes its policies: ``training`` (D4RL: as the learner collected them), ``even`` (earlier).
+REPLAY_PROPORTIONS = ("training", "even")
 #: The per-step infos stored with each dataset (``z_position`` is the torso height ``qpos[1]``), for the
 #: reward settings and task rewards that read them.
 INFO_KEYS = ("x_position", "x_velocity", "reward_forward", "reward_ctrl", "reward_survive", "z_position")
@@ -111,6 +123,43 @@ def rollouts(env_name, sources, total_steps, seed, desc, max_episode_steps=None)
     bar.close()
     env.close()
     return episodes
+
+
+def replay_plan(env_name: str, noise: float, proportions: str = "training",
+                policy_dir: Path = POLICY_DIR) -> tuple[list, int | None]:
+    """``(sources, steps)`` of ``medium-replay``: ``(policy, noise, share)`` triples for :func:`rollouts`.
+
+    ``training`` (the default, D4RL's construction): the data the behaviour learner collected from
+    its first step to the medium snapshot's step ``M`` (``steps = M``). Its first
+    :data:`WARMUP_STEPS` steps take uniform actions; every later step ``t`` is given to the shipped
+    snapshot (``replay_<k>``, medium included) whose training step is nearest to ``t``, acting with
+    the training exploration ``noise`` — so each snapshot's share is the part of training it stands
+    for (with snapshots every 10k steps this is D4RL's buffer up to the resolution of the snapshots;
+    where the shipped snapshots are sparser, a snapshot stands for the plateau around it).
+    ``even``: a tenth uniform, then the snapshots in equal parts (``steps`` None: the level's
+    :data:`DEFAULT_STEPS`).
+    """
+    if proportions not in REPLAY_PROPORTIONS:
+        raise ValueError(f"replay proportions must be one of {REPLAY_PROPORTIONS}, got {proportions!r}.")
+    directory = policy_dir / policy_dir_name(env_name)
+    replay = sorted(directory.glob("replay_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    if proportions == "even":
+        return [(None, 0.0, 0.1)] + [(load_policy(env_name, p.stem, policy_dir), noise, 0.9 / len(replay))
+                                     for p in replay], None
+    info = json.loads((directory / "policies.json").read_text())
+    medium_step = int(info["medium"]["step"])
+    steps = sorted({(int(info[p.stem]["step"]), p.stem) for p in replay if int(info[p.stem]["step"]) <= medium_step})
+    if medium_step <= WARMUP_STEPS or not steps:
+        raise ValueError(f"{directory}: medium at step {medium_step} leaves nothing after the {WARMUP_STEPS}-step "
+                         "warm-up; re-export the policies (python -m torchrl_rgm.data.behaviour --export).")
+    # step t (warm-up excluded) goes to the snapshot nearest in training steps: cut halfway between snapshots
+    cuts = [WARMUP_STEPS] + [(a + b) / 2 for (a, _), (b, _) in zip(steps, steps[1:])] + [medium_step]
+    cuts = [min(max(c, WARMUP_STEPS), medium_step) for c in cuts]
+    sources = [(None, 0.0, WARMUP_STEPS / medium_step)]
+    for (_, name), lo, hi in zip(steps, cuts, cuts[1:]):
+        if hi > lo:
+            sources.append((load_policy(env_name, name, policy_dir), noise, (hi - lo) / medium_step))
+    return sources, medium_step
 
 
 def reference_scores(env_name: str, seed: int, episodes: int = 10) -> tuple[float, float]:
@@ -191,24 +240,27 @@ def check_targets(envs, levels, overwrite, namespace: str = "rgm") -> None:
 
 
 def build_env(env_name: str, levels=LEVELS, scale: float = 1.0, seed: int = 0, noise: float = 0.1,
-              overwrite: bool = False, namespace: str = "rgm") -> dict:
+              overwrite: bool = False, namespace: str = "rgm", replay_proportions: str = "training") -> dict:
     """Build ``<namespace>/<env_name>/<level>-v0`` for each level; returns what was written.
 
-    ``scale`` multiplies the default sizes (``DEFAULT_STEPS``); ``namespace`` keeps small or
-    experimental builds apart from the default ``rgm`` ones (e.g. the tutorials' ``rgm-tutorial``).
+    ``scale`` multiplies the default sizes (``DEFAULT_STEPS``, and ``medium-replay``'s training
+    length); ``namespace`` keeps small or experimental builds apart from the default ``rgm`` ones
+    (e.g. the tutorials' ``rgm-tutorial``); ``replay_proportions``: see :func:`replay_plan`.
     """
     if not is_local_namespace(namespace):
         raise ValueError(f"namespace {namespace!r}: datasets built here go to 'rgm' or 'rgm-<name>'.")
     torch.set_num_threads(1)
     steps = {k: max(1, int(v * scale)) for k, v in DEFAULT_STEPS.items()}
     ref_min, ref_max = reference_scores(env_name, seed)
-    replay = sorted(POLICY_DIR.joinpath(policy_dir_name(env_name)).glob("replay_*.pt"))
+    replay_sources, replay_steps = replay_plan(env_name, noise, replay_proportions)
+    if replay_steps is not None:
+        steps["medium-replay"] = max(1, int(replay_steps * scale))
     built, cache = {}, {}
     plans = {
         "random": [(None, 0.0, 1.0)],
         "medium": [(load_policy(env_name, "medium"), noise, 1.0)],
         "expert": [(load_policy(env_name, "expert"), noise, 1.0)],
-        "medium-replay": [(None, 0.0, 0.1)] + [(load_policy(env_name, p.stem), noise, 0.9 / len(replay)) for p in replay],
+        "medium-replay": replay_sources,
     }
     for level in ("random", "medium", "medium-replay", "expert", "medium-expert"):  # medium-expert reuses two
         i = LEVELS.index(level)  # the seed of a level does not depend on which others are built
@@ -223,8 +275,9 @@ def build_env(env_name: str, levels=LEVELS, scale: float = 1.0, seed: int = 0, n
             continue
         ds_id = dataset_id(env_name, level, namespace)
         task = (f" for the task {env_name} (reward: see torchrl_rgm/data/tasks.py)" if env_name in TASKS else "")
+        how = f", {replay_proportions} proportions" if level == "medium-replay" else ""
         description = (f"{level} data on {env_id(env_name)}{task} from torchrl_rgm's TD3 behaviour policies "
-                       f"(noise {noise}, seed {seed}); see torchrl_rgm/data/build.py")
+                       f"(noise {noise}, seed {seed}{how}); see torchrl_rgm/data/build.py")
         path = write_dataset(ds_id, episodes, env_name, ref_min, ref_max, description, overwrite)
         built[ds_id] = {"episodes": len(episodes), "steps": int(sum(len(e.actions) for e in episodes)),
                         "ref_min_score": ref_min, "ref_max_score": ref_max, "path": str(path)}
@@ -274,6 +327,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--jobs", type=int, default=min(3, os.cpu_count() or 1), help="environments built in parallel")
     parser.add_argument("--overwrite", action="store_true", help="rebuild datasets that already exist")
     parser.add_argument("--namespace", default="rgm", help="ids <namespace>/<env>/<level>-v0: rgm or rgm-<name>")
+    parser.add_argument("--replay-proportions", choices=REPLAY_PROPORTIONS, default="training",
+                        help="medium-replay: as training collected it (D4RL) or the earlier even mix")
     args = parser.parse_args(argv)
     if args.scale <= 0:
         parser.error("--scale must be > 0")
@@ -288,7 +343,7 @@ def main(argv=None) -> dict:
     check_targets(envs, args.levels, args.overwrite, args.namespace)  # before any rollout
     start = time.time()
     kwargs = dict(levels=args.levels, scale=args.scale, seed=args.seed, noise=args.noise, overwrite=args.overwrite,
-                  namespace=args.namespace)
+                  namespace=args.namespace, replay_proportions=args.replay_proportions)
     if args.jobs > 1 and len(envs) > 1:
         with ProcessPoolExecutor(min(args.jobs, len(envs))) as pool:
             results = list(pool.map(_build_one, [(e, kwargs) for e in envs]))

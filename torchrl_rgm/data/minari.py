@@ -33,11 +33,13 @@ from .rewards import make_reward_transform
 from .transitions import append_episode, columns_to_tensordict, new_columns
 
 __all__ = ["DatasetNotFoundError", "RGMData", "find_dataset", "load_rgm_data", "load_transitions", "cache_root",
-           "REWARD_SCALINGS", "DatasetError", "datasets_root", "drop_timeouts", "finish_union", "raw_union_metadata"]
+           "REWARD_SCALINGS", "EXPERT_UNION_REWARDS", "DatasetError", "datasets_root", "drop_timeouts", "finish_union", "raw_union_metadata"]
 
 CACHE_VERSION = 1
 #: The accepted ``reward_scaling`` values of :func:`load_rgm_data`.
 REWARD_SCALINGS = ("zscore", "scale", "none")
+#: The reward expert transitions get where they are added to the union: the reward setting's, or 0 (the authors').
+EXPERT_UNION_REWARDS = ("given", "zero")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -237,7 +239,7 @@ def drop_timeouts(td: TensorDict) -> TensorDict:
 
 
 def finish_union(union: TensorDict, expert: TensorDict, *, standardize: bool, reward_scaling: str, absorbing: bool,
-                 terminal_absorbing_loop: bool):
+                 terminal_absorbing_loop: bool, terminal_done: bool = False):
     """Initial observations, timeouts dropped, statistics of the union applied to both sets, absorbing states.
 
     Returns ``(union, expert, initial_observation, (obs_mean, obs_std, reward_mean, reward_std))``.
@@ -262,15 +264,16 @@ def finish_union(union: TensorDict, expert: TensorDict, *, standardize: bool, re
         td.set(REWARD, (td.get(REWARD) - reward_mean) / reward_std)
     initial = (initial - obs_mean) / obs_std
     if absorbing:
-        union = add_absorbing_states(union, terminal_loop=terminal_absorbing_loop)
-        expert = add_absorbing_states(expert, terminal_loop=terminal_absorbing_loop)
+        union = add_absorbing_states(union, terminal_loop=terminal_absorbing_loop, terminal_done=terminal_done)
+        expert = add_absorbing_states(expert, terminal_loop=terminal_absorbing_loop, terminal_done=terminal_done)
         initial = with_indicator(initial)
     return union, expert, initial, (obs_mean, obs_std, reward_mean, reward_std)
 
 
 def _process(union_id: str, expert_id: str, *, n_expert_trajectories: int, reward: str, reward_kwargs: dict,
              add_expert_to_union: bool, absorbing: bool, standardize: bool, reward_scaling: str,
-             terminal_absorbing_loop: bool, obs_keys, download: bool, cache_dir: Path | None) -> RGMData:
+             terminal_absorbing_loop: bool, obs_keys, download: bool, cache_dir: Path | None,
+             expert_union_reward: str = "given", terminal_done: bool = False) -> RGMData:
     """The uncached work of :func:`load_rgm_data` (same arguments, all given)."""
     reward_kwargs = dict(reward_kwargs)
     raw_union = load_transitions(union_id, download=download, cache_dir=cache_dir, obs_keys=obs_keys)
@@ -302,9 +305,13 @@ def _process(union_id: str, expert_id: str, *, n_expert_trajectories: int, rewar
     else:
         union.set("is_expert", torch.zeros(union.shape[0], 1, dtype=torch.bool))
         if add_expert_to_union:
-            union = torch.cat([union, expert.select(*union.keys(True, True))], 0)
+            added = expert.select(*union.keys(True, True)).clone()
+            if expert_union_reward == "zero":  # the authors' code: expert transitions in the union earn 0
+                added.set(REWARD, torch.zeros_like(added.get(REWARD)))
+            union = torch.cat([union, added], 0)
     union, expert, initial, stats = finish_union(union, expert, standardize=standardize, reward_scaling=reward_scaling,
-                                                 absorbing=absorbing, terminal_absorbing_loop=terminal_absorbing_loop)
+                                                 absorbing=absorbing, terminal_absorbing_loop=terminal_absorbing_loop,
+                                                 terminal_done=terminal_done)
     obs_mean, obs_std, reward_mean, reward_std = stats
 
     meta = raw_union_metadata(union_id, download)
@@ -343,6 +350,8 @@ def load_rgm_data(
     obs_keys=None,
     download: bool = True,
     cache_dir: Path | None = None,
+    expert_union_reward: str = "given",
+    terminal_done: bool = False,
 ) -> RGMData:
     """Union ``D``, expert ``D^E``, ``mu0`` and statistics for RGM, memory-mapped and cached.
 
@@ -357,17 +366,30 @@ def load_rgm_data(
     termination, which a shift changes whenever episodes can end) or ``"none"``. The result is
     cached under a key of all these arguments and the datasets' fingerprints.
 
+    The authors' protocol (``recipes/config/protocol/paper.yaml``) differs in three data choices:
+    ``add_expert_to_union=False`` (the expert data train the discriminator only);
+    ``expert_union_reward="zero"`` (where expert transitions are added to the union their reward
+    is 0 — ``"given"``, the default, keeps the reward setting's); ``terminal_done=True``
+    (terminal transitions keep ``done = 1`` next to the swapped-in absorbing state).
+
     Either id may be the path of a robomimic HDF5 file (``obs_keys``: its observation keys, in
     order; default :data:`~torchrl_rgm.data.robomimic.DEFAULT_OBS_KEYS`); scores are then success
     rates (``ref_min_score`` 0, ``ref_max_score`` 1: the normalised score is the success rate in %).
     """
     if reward_scaling not in REWARD_SCALINGS:
         raise ValueError(f"reward_scaling must be one of {REWARD_SCALINGS}, got {reward_scaling!r}.")
+    if expert_union_reward not in EXPERT_UNION_REWARDS:
+        raise ValueError(f"expert_union_reward must be one of {EXPERT_UNION_REWARDS}, got {expert_union_reward!r}.")
     expert_id = expert_id or union_id
     args = dict(n_expert_trajectories=n_expert_trajectories, reward=reward, reward_kwargs=dict(reward_kwargs or {}),
                 add_expert_to_union=add_expert_to_union, absorbing=absorbing, standardize=standardize,
                 reward_scaling=reward_scaling, terminal_absorbing_loop=bool(terminal_absorbing_loop),
                 obs_keys=list(obs_keys) if obs_keys is not None else None)
+    # the protocol options join the cache key only when set, so the default's cached conversions stay valid
+    if expert_union_reward != "given":
+        args["expert_union_reward"] = expert_union_reward
+    if terminal_done:
+        args["terminal_done"] = True
     prints = [_dataset_fingerprint(i, download, obs_keys) for i in (union_id, expert_id)]
     key = hashlib.sha1(json.dumps([CACHE_VERSION, union_id, expert_id, prints, args], sort_keys=True,
                                   default=repr).encode()).hexdigest()[:16]

@@ -126,6 +126,7 @@ def load_sharing_data(
     absorbing: bool = True,
     terminal_absorbing_loop: bool = True,
     download: bool = True,
+    terminal_done: bool = False,
 ) -> RGMData:
     """Union, expert set, ``mu0`` and statistics for a target task from shared data (see the module doc).
 
@@ -202,7 +203,7 @@ def load_sharing_data(
 
     union, expert_td, initial, (obs_mean, obs_std, reward_mean, reward_std) = finish_union(
         union, expert_td, standardize=standardize, reward_scaling=reward_scaling, absorbing=absorbing,
-        terminal_absorbing_loop=terminal_absorbing_loop)
+        terminal_absorbing_loop=terminal_absorbing_loop, terminal_done=terminal_done)
     meta = raw_union_metadata(expert_id, download)
     counts = torch.bincount(union.get("source"), minlength=len(names)).tolist()
     return RGMData(

@@ -107,14 +107,21 @@ def make_actor(
 
 
 def make_reward_correction_network(
-    obs_dim: int, action_dim: int, hidden: Sequence[int] = (256, 256), device=None
+    obs_dim: int, action_dim: int, hidden: Sequence[int] = (256, 256), device=None, *, zero_init: bool = False
 ) -> TensorDictModule:
-    """Pre-``tanh`` correction from ``(s, a, r~)``: ``-> reward_correction_logit``."""
-    return TensorDictModule(
-        _mlp(obs_dim + action_dim + 1, 1, hidden, device),
-        ["observation", "action", ("next", "reward")],
-        ["reward_correction_logit"],
-    )
+    """Pre-``tanh`` correction from ``(s, a, r~)``: ``-> reward_correction_logit``.
+
+    ``zero_init``: the output layer starts at zero, so ``Δr = 0`` everywhere at the start and the
+    given reward ``r~`` is the prior the upper level moves away from (with the default
+    initialisation ``Δr`` starts as a random function of up to about ±1 standardised reward).
+    """
+    net = _mlp(obs_dim + action_dim + 1, 1, hidden, device)
+    if zero_init:
+        head = net.head if isinstance(net, _ScalarMLP) else net[-1]
+        with torch.no_grad():
+            head.weight.zero_()
+            head.bias.zero_()
+    return TensorDictModule(net, ["observation", "action", ("next", "reward")], ["reward_correction_logit"])
 
 
 def make_discriminator(
