@@ -47,6 +47,12 @@ GRIDS = {
     "quick": dict(envs=["hopper", "walker2d"], datasets=["medium-replay"], rewards=["true", "negated", "partial", "zero"],
                   algos=list(ALGOS), seeds=3, updates=8000, eval_every=4000, eval_episodes=10,
                   discriminator_steps=1000, skip=[["iql", "zero"], ["td3bc", "zero"]]),
+    # The deciding grid (README, "When the correction pays"): the authors' protocol (protocol=paper: D = D^O, Δr at
+    # 0 with their absolute learning rate, done = 1 on terminals) on D4RL-style medium-replay, 3x the quick budget.
+    "paper_protocol": dict(envs=["hopper", "halfcheetah", "walker2d"], datasets=["medium-replay"],
+                           rewards=["true", "partial", "zero", "negated"], algos=list(ALGOS), seeds=3, updates=24000,
+                           eval_every=4000, eval_episodes=10, discriminator_steps=1000,
+                           skip=[["iql", "zero"], ["td3bc", "zero"]], overrides=["protocol=paper"]),
     # The paper's MuJoCo grid (1M updates, 5 seeds): for a cluster (--address).
     "full": dict(envs=list(ENVS), datasets=list(DATASETS), rewards=list(REWARDS), algos=list(ALGOS), seeds=5,
                  updates=1_000_000, eval_every=5000, eval_episodes=10, discriminator_steps=2000),
@@ -259,6 +265,27 @@ def target_lines(summary: dict) -> list[str]:
     return lines
 
 
+def decision_lines(summary: dict) -> list[str]:
+    """The deciding grid's targets (README, "When the correction pays"), mean over tasks and seeds."""
+    def mean(reward, algo):
+        return summary[(reward, algo)]["mean"] if (reward, algo) in summary else None
+
+    lines = []
+
+    def add(label, gap, margin):
+        if gap is not None:
+            lines.append(f"| {label} | {gap:+.1f} | ≥ {margin:+.0f} | {'met' if gap >= margin else 'missed'} |")
+
+    diff = lambda a, b: None if a is None or b is None else a - b  # noqa: E731
+    add("rgm(true) − rgm(zero): the reward is used", diff(mean("true", "rgm"), mean("zero", "rgm")), 5)
+    add("rgm(partial) − smodice", diff(mean("partial", "rgm"), mean("partial", "smodice")), 5)
+    add("rgm(partial) − dwbc", diff(mean("partial", "rgm"), mean("partial", "dwbc")), 0)
+    for reward in ("partial", "negated"):
+        offline = [m for m in (mean(reward, "iql"), mean(reward, "td3bc")) if m is not None]
+        add(f"rgm({reward}) − max(iql, td3bc)({reward})", diff(mean(reward, "rgm"), max(offline) if offline else None), 10)
+    return lines
+
+
 def markdown(rows: list[dict], spec: dict) -> str:
     ok = [r for r in rows if r["status"] == "ok"]
     failed = [r for r in rows if r["status"] != "ok"]
@@ -271,7 +298,8 @@ def markdown(rows: list[dict], spec: dict) -> str:
         f"Final normalised score (×100, {spec['eval_episodes']}-episode evaluation at the end of training), "
         f"{spec['updates']} updates, "
         f"{len(ok)} runs ok, {len(failed)} failed. Cells: mean [95% bootstrap CI] over seeds. bc, smodice and dwbc "
-        "ignore the reward: one set of runs per task, repeated in every reward row (†).",
+        "ignore the reward: one set of runs per task, repeated in every reward row (†)."
+        + (f" Recipe overrides: `{' '.join(spec['overrides'])}`." if spec.get("overrides") else ""),
         "",
         "| env | dataset | reward | " + " | ".join(algos) + " |",
         "|---|---|---|" + "---:|" * len(algos),
@@ -292,6 +320,10 @@ def markdown(rows: list[dict], spec: dict) -> str:
             s = summary.get((reward, a))
             cells.append("–" if s is None else f"{s['iqm']:.1f} [{s['iqm_ci'][0]:.1f}, {s['iqm_ci'][1]:.1f}] ({s['mean']:.1f})")
         out.append(f"| {reward} | " + " | ".join(cells) + " |")
+    decision = decision_lines(summary)
+    if decision:
+        out += ["", "When does the correction pay? (mean over tasks and seeds)", "", "| comparison | gap | target | |",
+                "|---|---:|---|---|", *decision]
     targets = target_lines(summary)
     if targets:
         out += ["", "Targets (mean over tasks and seeds):", "", "| reward | comparison | gap | target | |",
@@ -337,38 +369,47 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def diagnostics(rows: list[dict], out_dir: Path) -> str:
-    """What the weighted-BC algorithms learned, read from the runs' checkpoints and summaries.
+    """What the algorithms learned, read from the runs' checkpoints and summaries (means over seeds).
 
-    Per (env, dataset, reward, algo) for rgm and smodice, means over seeds at the last evaluation:
-    the mean visitation weight on expert transitions divided by that on the union's, and for RGM
-    the Spearman correlation of the reward before (r~) and after (r~ + Δr) correction with the
-    true reward.
+    Per (env, dataset, reward, algo): the share of the policy-extraction weight on ``D^O``'s top-decile
+    episodes by true return (rgm, smodice, dwbc; bc's is the data share, uniform weights), for rgm and
+    smodice the expert/union ratio of the mean visitation weight (where the expert is in the union), and
+    for rgm the Spearman correlation with the true reward of r~ and r~ + Δr (on the union) and of Δr alone
+    on ``D^O`` (:mod:`torchrl_rgm.diagnostics`).
     """
     import torch
 
     acc: dict[tuple, list] = {}
+    nan = float("nan")
     for r in rows:
-        if r["status"] != "ok" or r["algo"] not in ("rgm", "smodice"):
+        if r["status"] != "ok" or r["algo"] in ("iql", "td3bc"):
             continue
         run_dir = out_dir / Cell(r["env"], r["dataset"], r["reward"], r["algo"], int(r["seed"])).name
-        if not (run_dir / "checkpoint.pt").exists():
+        if not (run_dir / "summary.json").exists():
             continue
-        last = torch.load(run_dir / "checkpoint.pt", weights_only=True)["history"][-1]
         summary = json.loads((run_dir / "summary.json").read_text())
+        ratio = nan
+        if r["algo"] in ("rgm", "smodice") and (run_dir / "checkpoint.pt").exists():
+            last = torch.load(run_dir / "checkpoint.pt", weights_only=True)["history"][-1]
+            ratio = last.get("weight_expert", nan) / max(last.get("weight_union", nan), 1e-12)
+        get = lambda k: nan if summary.get(k) is None else float(summary[k])  # noqa: E731
         acc.setdefault((r["env"], r["dataset"], r["reward"], r["algo"]), []).append((
-            last.get("weight_expert", float("nan")) / max(last.get("weight_union", float("nan")), 1e-12),
-            summary.get("spearman_seen_vs_true", float("nan")), summary.get("spearman_corrected_vs_true", float("nan"))))
+            get("top_decile_weight_share"), get("top_decile_data_share"), ratio, get("spearman_seen_vs_true"),
+            get("spearman_corrected_vs_true"), get("spearman_correction_vs_true")))
     if not acc:
         return ""
-    lines = ["", "Diagnostics at the end of training (mean over seeds): expert/union visitation-weight ratio, and "
-             "Spearman correlation with the true reward of the reward seen (r~) and corrected (r~ + Δr):", "",
-             "| env | dataset | reward | algo | weight ratio | Spearman r~ | Spearman r~ + Δr |",
-             "|---|---|---|---|---:|---:|---:|"]
+    lines = ["", "Diagnostics at the end of training (mean over seeds): share of the policy's weight on D^O's top-decile "
+             "episodes by true return (data share: uniform weights, as BC), expert/union visitation-weight ratio, and "
+             "Spearman correlations with the true reward of the reward seen (r~) and corrected (r~ + Δr) on the union, "
+             "and of Δr alone on D^O:", "",
+             "| env | dataset | reward | algo | top-decile weight | data share | weight ratio | Spearman r~ "
+             "| Spearman r~ + Δr | Spearman Δr (D^O) |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for (env, dataset, reward, algo), vals in sorted(acc.items()):
         arr = np.array(vals, dtype=float)
         m = [float(np.mean(c[np.isfinite(c)])) if np.isfinite(c).any() else np.nan for c in arr.T]
         fmt = ["–" if not np.isfinite(v) else f"{v:.2f}" for v in m]
-        lines.append(f"| {env} | {dataset} | {reward} | {algo} | {fmt[0]} | {fmt[1]} | {fmt[2]} |")
+        lines.append(f"| {env} | {dataset} | {reward} | {algo} | " + " | ".join(fmt) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -451,6 +492,9 @@ def main(argv=None) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="the ~2 h grid for this machine (default)")
     g.add_argument("--full", action="store_true", help="the paper-sized grid (for a cluster)")
+    g.add_argument("--paper-protocol", action="store_true",
+                   help="the authors' protocol on D4RL-style medium-replay, 3 envs x 4 rewards x 6 algorithms x 3 seeds "
+                        "(results/paper_protocol.*)")
     p.add_argument("--envs", nargs="+")
     p.add_argument("--datasets", nargs="+")
     p.add_argument("--rewards", nargs="+")
@@ -461,8 +505,8 @@ def main(argv=None) -> None:
     p.add_argument("--eval-episodes", type=int)
     p.add_argument("--discriminator-steps", type=int)
     p.add_argument("--override", action="append", default=[], help="extra recipe override for every run, e.g. device=cuda")
-    p.add_argument("--csv", type=Path, default=ROOT / "benchmarks" / "results" / "imperfect_rewards.csv")
-    p.add_argument("--out-dir", type=Path, default=ROOT / "outputs" / "imperfect_rewards")
+    p.add_argument("--csv", type=Path, help="default results/<imperfect_rewards|paper_protocol>.csv")
+    p.add_argument("--out-dir", type=Path, help="default outputs/<imperfect_rewards|paper_protocol>")
     p.add_argument("--address", help="an existing Ray cluster (e.g. auto or ray://host:10001); default: local")
     p.add_argument("--num-cpus", type=int, help="local Ray CPUs (default: all cores)")
     p.add_argument("--threads-per-run", type=int, default=1, help="torch threads and Ray CPUs per run")
@@ -471,12 +515,16 @@ def main(argv=None) -> None:
     p.add_argument("--report-only", action="store_true", help="rewrite the table and plot from the CSV")
     args = p.parse_args(argv)
 
-    spec = dict(GRIDS["full" if args.full else "quick"])
+    preset = "full" if args.full else "paper_protocol" if args.paper_protocol else "quick"
+    spec = dict(GRIDS[preset])
+    stem = "paper_protocol" if preset == "paper_protocol" else "imperfect_rewards"
+    args.csv = args.csv or ROOT / "benchmarks" / "results" / f"{stem}.csv"
+    args.out_dir = args.out_dir or ROOT / "outputs" / stem
     for key in ("envs", "datasets", "rewards", "algos", "seeds", "updates", "eval_every", "eval_episodes",
                 "discriminator_steps"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
-    spec["overrides"] = list(args.override)
+    spec["overrides"] = list(spec.get("overrides", [])) + list(args.override)
     for key in ("updates", "eval_every", "eval_episodes", "threads_per_run"):
         value = spec.get(key, getattr(args, key, None))
         if not (isinstance(value, int) and value > 0):

@@ -19,6 +19,7 @@ from .data.build import LEVELS, build_env, build_missing, is_local_namespace
 from .data.envs import ENVS
 from .modules import make_actor, make_discriminator, make_reward_correction_network, make_value_network
 from .objectives import DIVERGENCES, DiscriminatorLoss, RewardCorrectionLoss, RGMLoss
+from .diagnostics import correction_rank_correlation, top_decile_weight_share
 from .report import plot_learning_curve, plot_per_source, plot_reward_correction, write_json
 from .objectives.rgm import reward_correction
 from .baselines import IQLUpdate, TD3BCUpdate, WeightedBCUpdate, make_qvalue_network
@@ -32,7 +33,7 @@ __all__ = [
     "build_networks", "PAPER_CORRECTION_LR", "PAPER_UPDATES", "correction_lr", "correction_horizon", "build_update", "pretrain_discriminator", "collect_state", "load_state",
     "restore_networks",
     "make_logger", "log_metrics", "report", "format_summary", "train", "transition_diagnostics",
-    "source_diagnostics",
+    "source_diagnostics", "run_diagnostics",
 ]
 
 #: The resolved configuration's file name in a run directory (what ``resume=`` reloads).
@@ -464,8 +465,9 @@ def _dataset_score(data, td) -> float:
 
 
 def report(cfg, data, nets: Networks, history, elapsed, updates_per_s, run_dir: Path, device,
-           per_source: dict | None = None) -> dict:
-    """summary.json (+ plots, final policy). ``updates_per_s`` excludes evaluation time."""
+           per_source: dict | None = None, diagnostics: dict | None = None) -> dict:
+    """summary.json (+ plots, final policy). ``updates_per_s`` excludes evaluation time; ``diagnostics``
+    (:func:`run_diagnostics`) join the summary, NaN as null."""
     union_score = _dataset_score(data, data.union[~data.union["is_expert"].squeeze(-1)])
     expert_score = _dataset_score(data, data.expert)
     final = history[-1] if history else {}
@@ -488,6 +490,7 @@ def report(cfg, data, nets: Networks, history, elapsed, updates_per_s, run_dir: 
         "updates": final.get("step"),
         "run_dir": str(run_dir),
         **corr,
+        **{k: (v if v is None or math.isfinite(v) else None) for k, v in (diagnostics or {}).items()},
     }
     if per_source:
         summary["per_source"] = per_source
@@ -600,7 +603,32 @@ def train(cfg: DictConfig, data, run_dir: Path, resuming: bool, device,
     # Report: summary.json, learning curve, reward correction, final policy.
     per_source = source_diagnostics(cfg, data, nets, union, device) if "source" in union.keys() else None
     return report(cfg, data, nets, history, elapsed, (step - start_step) / max(elapsed - eval_time, 1e-9), run_dir,
-                  device, per_source)
+                  device, per_source, run_diagnostics(cfg, data, nets, union, device))
+
+
+def run_diagnostics(cfg, data, nets: Networks, union, device) -> dict:
+    """:mod:`torchrl_rgm.diagnostics` of a trained run: the share of the policy-extraction weight on ``D^O``'s
+    top-decile episodes (rgm, smodice: the learnt ``w``; dwbc: the discriminator's clipped ratio; bc: uniform;
+    iql and td3bc have no such weight) and, with a correction, Spearman(Δr, true reward) on ``D^O``.
+    Empty for shared data (its sources have their own diagnostics)."""
+    if domain(cfg) == "datasharing" or "episode_return" not in union.keys():
+        return {}
+    name, clip = cfg.algo.name, cfg.algo.get("weight_clip")
+    weights = None
+    if name in ("rgm", "smodice"):
+        weights = transition_diagnostics(nets, union, data.initial_observation, device)["visitation_weight"]
+    elif name == "dwbc":
+        weights = union.get("log_density_ratio").exp()
+    elif name == "bc":
+        weights = torch.ones(union.shape[0])
+    out = {}
+    if weights is not None:
+        out.update(top_decile_weight_share(union, weights.clamp(max=clip) if clip else weights))
+    if nets.correction is not None:
+        true_reward = load_data(cfg, reward="true").union.get(("next", "reward"))
+        out["spearman_correction_vs_true"] = correction_rank_correlation(
+            nets.correction, nets.correction.out_keys[0], union, true_reward, nets.rgm_loss.res_scale, device)
+    return out
 
 
 @torch.no_grad()
