@@ -176,3 +176,64 @@ def test_two_cell_grid_on_local_ray_records_a_crash_and_resumes(tiny, tmp_path):
                            cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=600)
     assert other.returncode != 0 and "pass the same settings to resume" in other.stderr
     assert out_csv.read_text() == before
+
+
+def test_paper_protocol_preset_is_the_deciding_grid():
+    """--paper-protocol: 3 envs x medium-replay x {true, partial, zero, negated} x 6 algorithms x 3 seeds under
+    protocol=paper, at 3x the quick grid's budget; IQL and TD3+BC skip the zero reward (they are BC there)."""
+    s = grid.GRIDS["paper_protocol"]
+    cells = grid.make_cells(s["envs"], s["datasets"], s["rewards"], s["algos"], s["seeds"], s["skip"])
+    assert set(s["envs"]) == {"hopper", "halfcheetah", "walker2d"} and s["overrides"] == ["protocol=paper"]
+    assert s["updates"] >= 3 * grid.GRIDS["quick"]["updates"]
+    # per env and seed: rgm x 4 rewards, iql and td3bc x 3, smodice, dwbc and bc once
+    assert len(cells) == 3 * 3 * (4 + 3 + 3 + 3)
+    overrides = grid.recipe_overrides(cells[0], s)
+    assert "protocol=paper" in overrides and any(o.startswith("reward=") for o in overrides)
+
+
+def test_decision_targets_from_rows():
+    rows = []
+    means = {("true", "rgm"): 30, ("zero", "rgm"): 20, ("partial", "rgm"): 28, ("negated", "rgm"): 25,
+             ("any", "smodice"): 21, ("any", "dwbc"): 29, ("partial", "iql"): 15, ("partial", "td3bc"): 19,
+             ("negated", "iql"): 1, ("negated", "td3bc"): 2}
+    for (reward, algo), m in means.items():
+        for seed, d in enumerate((-1, 0, 1)):
+            rows.append(dict(env="hopper", dataset="medium-replay", reward=reward, algo=algo, seed=str(seed),
+                             final_score=str(m + d), best_score="", wall_s="1", status="ok", error=""))
+    lines = grid.decision_lines(grid.summarise(rows))
+    assert lines == [
+        "| rgm(true) − rgm(zero): the reward is used | +10.0 | ≥ +5 | met |",
+        "| rgm(partial) − smodice | +7.0 | ≥ +5 | met |",
+        "| rgm(partial) − dwbc | -1.0 | ≥ +0 | missed |",
+        "| rgm(partial) − max(iql, td3bc)(partial) | +9.0 | ≥ +10 | missed |",
+        "| rgm(negated) − max(iql, td3bc)(negated) | +23.0 | ≥ +10 | met |",
+    ]
+
+
+def test_protocol_ablation_table_from_rows(tmp_path):
+    path = ROOT / "benchmarks" / "protocol_ablation.py"
+    spec_ = importlib.util.spec_from_file_location("protocol_ablation", path)
+    abl = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(abl)
+    rows = [dict(env=e, dataset="medium-replay", reward="partial", variant=v, seed=str(s), final_score=str(base + s),
+                 best_score="", top_decile_weight_share="0.5", spearman_correction_vs_true="0.25", wall_s="1",
+                 status="ok", error="")
+            for e, off in (("hopper", 0), ("halfcheetah", 10)) for v, b in (("ours", 10), ("paper", 20))
+            for s in range(3) for base in [b + off]]
+    text = abl.markdown(rows, dict(envs=["hopper", "halfcheetah"], datasets=["medium-replay"], reward="partial",
+                                   seeds=3, updates=8000))
+    assert "| ours | 11.0 [10.0, 12.0] | 21.0 [20.0, 22.0] | 16.0 | 0.50 | 0.25 |" in text
+    assert "| paper | 21.0 [20.0, 22.0] | 31.0 [30.0, 32.0] | 26.0 | 0.50 | 0.25 |" in text
+    # every variant's overrides compose: each part alone, and the whole protocol
+    from hydra import compose, initialize_config_dir
+
+    from torchrl_rgm.recipe_support import validate
+
+    with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
+        for v in abl.VARIANTS:
+            cfg = compose(config_name="rgm_mujoco", overrides=abl.overrides("hopper", "medium-replay", "partial", v, 0,
+                                                                             dict(updates=10, eval_every=5,
+                                                                                  eval_episodes=1,
+                                                                                  discriminator_steps=1)))
+            validate(cfg)
+            assert cfg.reward.name == "partial"
