@@ -19,7 +19,7 @@ policy over training and the corrected reward against the true one.
 # (``python -m torchrl_rgm.data.build --env hopper`` builds the full-size ones). For this tutorial we
 # build a tenth of the default sizes under their own namespace, ``rgm-tutorial``, so that your
 # ``rgm/...`` datasets are never touched: ``medium-replay`` (what a TD3 learner saw on its way to a
-# medium policy, 10k transitions) is the union :math:`D^O`, and one episode of ``expert`` is
+# medium policy, 24k transitions at this scale) is the union :math:`D^O`, and one episode of ``expert`` is
 # :math:`D^E`. They are built once and reused by the other tutorials.
 import tempfile
 from pathlib import Path
@@ -80,7 +80,7 @@ print(rs.format_summary(summary))
 
 # %%
 # The scores are normalised the D4RL way: 0 is the uniform random policy, 100 the expert. The union's
-# own episodes score about 4. The same lower level *without* the correction, trusting the negated
+# own episodes score about 5. The same lower level *without* the correction, trusting the negated
 # reward, ends below even that (:doc:`04_reading_the_diagnostics` trains it side by side).
 #
 # What the run wrote
