@@ -113,6 +113,22 @@ def make_cells(envs, datasets, rewards, algos, seeds: int, skip=()) -> list[Cell
     return cells
 
 
+# Within a seed, the runs the deciding targets compare come first (README, "When does the correction pay?").
+_ALGO_ORDER = ("rgm", "smodice", "dwbc", "td3bc", "iql", "bc")
+_REWARD_ORDER = ("partial", "zero", "true", "negated")
+
+
+def run_order(cell: Cell) -> tuple:
+    """Seed-major order, so an interrupted grid has whole seeds rather than all seeds of a few cells; within a
+    seed, the comparisons the targets need first (RGM on each reward, SMODICE, DWBC, then the offline-RL
+    baselines), each across every env before the next."""
+    def rank(value, order):
+        return order.index(value) if value in order else len(order)
+
+    return (cell.seed, rank(cell.algo, _ALGO_ORDER), rank(cell.reward, _REWARD_ORDER), cell.algo, cell.reward,
+            cell.env, cell.dataset)
+
+
 def recipe_overrides(cell: Cell, spec: dict) -> list[str]:
     reward = "true" if cell.reward == ANY else cell.reward  # ignored by these algorithms
     return [
@@ -449,8 +465,7 @@ def run_grid(cells: list[Cell], spec: dict, csv_path: Path, out_dir: Path, *, ad
     rows = read_rows(csv_path)
     check_spec(csv_path.with_suffix(".spec.json"), spec, rows)
     done = {tuple(r[k] for k in KEY) for r in rows if r["status"] == "ok" or not retry_failed}
-    # Seed-major order: an interrupted grid has whole seeds of every cell, not all seeds of a few.
-    todo = sorted((c for c in cells if c.key not in done), key=lambda c: (c.seed, c.env, c.dataset, c.algo, c.reward))
+    todo = sorted((c for c in cells if c.key not in done), key=run_order)
     log(f"{len(cells)} runs in the grid, {len(cells) - len(todo)} already in {csv_path}, {len(todo)} to run")
     if not todo:
         return rows

@@ -237,3 +237,17 @@ def test_protocol_ablation_table_from_rows(tmp_path):
                                                                                   discriminator_steps=1)))
             validate(cfg)
             assert cfg.reward.name == "partial"
+
+
+def test_run_order_is_seed_major_with_the_deciding_runs_first():
+    spec = grid.GRIDS["paper_protocol"]
+    cells = sorted(grid.make_cells(spec["envs"], spec["datasets"], spec["rewards"], spec["algos"], spec["seeds"],
+                                   spec["skip"]), key=grid.run_order)
+    assert [c.seed for c in cells] == sorted(c.seed for c in cells)
+    first = cells[:3]
+    assert {c.algo for c in first} == {"rgm"} and {c.reward for c in first} == {"partial"}
+    assert {c.env for c in first} == set(spec["envs"])
+    seed0 = [c for c in cells if c.seed == 0]
+    algos = [c.algo for c in seed0]
+    assert algos.index("smodice") < algos.index("dwbc") < algos.index("td3bc") < algos.index("bc")
+    assert len(seed0) == len(set(seed0)) == len(cells) // spec["seeds"]
