@@ -32,7 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import run_recipe  # noqa: E402
-from torchrl_rgm.recipe_support import ALGOS, REWARD_AGNOSTIC  # noqa: E402
+from torchrl_rgm.algorithms import ALGORITHMS  # noqa: E402
+
+#: The single-task algorithms the grid compares (the registry's, less the data-sharing variants).
+ALGOS = ("rgm", "smodice", "dwbc", "bc", "iql", "td3bc")
+#: Those that ignore the dataset's reward: one run per environment and dataset suffices.
+REWARD_AGNOSTIC = tuple(a for a in ALGOS if not ALGORITHMS[a].reads_reward)
 from torchrl_rgm.report import save_figure, write_json  # noqa: E402
 
 COLUMNS = ["env", "dataset", "reward", "algo", "seed", "final_score", "best_score", "wall_s", "status", "error"]

@@ -7,7 +7,8 @@
 
 The union holds each source dataset with the reward of the task it was collected for, the
 target's own logs without reward, and the target's expert trajectory (torchrl_rgm/data/sharing.py).
-The configuration is in recipes/config/rgm_datasharing.yaml.
+The training loop is recipes/rgm_mujoco.py's; only the data source differs (``domain: datasharing`` in
+recipes/config/rgm_datasharing.yaml selects :class:`torchrl_rgm.sources.SharingSource`).
 """
 from __future__ import annotations
 
@@ -17,29 +18,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a plain checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the loop lives in rgm_mujoco.py beside this file
 
-from torchrl_rgm import recipe_support as rs  # noqa: E402
-from torchrl_rgm.envs import evaluate  # noqa: E402
+from rgm_mujoco import train  # noqa: E402
 
 
 @hydra.main(config_path="config", config_name="rgm_datasharing", version_base=None)
 def main(cfg: DictConfig) -> dict:
-    # 1. Check everything that can be checked before any work, then claim the run directory.
-    cfg, run_dir, resuming, device = rs.start_run(cfg)
-
-    # 2. Data: the shared union (source per transition), the target's expert trajectories, mu0.
-    data = rs.load_data(cfg)
-    print(rs.describe_data(data))
-
-    # 3. Evaluation: returns under the target task's reward, normalised by its random and expert returns.
-    def evaluate_returns(policy):
-        return evaluate(policy, cfg.env.name, cfg.eval.episodes, cfg.eval.num_envs, cfg.eval.seed)
-
-    # 4. Networks, discriminator, training loop, report (+ per-source reward and visitation weight).
-    summary = rs.train(cfg, data, run_dir, resuming, device, evaluate_returns)
-    print(rs.format_summary(summary))
-    return summary
+    return train(cfg)
 
 
 if __name__ == "__main__":

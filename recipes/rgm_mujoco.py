@@ -1,43 +1,93 @@
-"""RGM on MuJoCo locomotion with an imperfect reward: data, discriminator, bilevel training, report.
+"""RGM on MuJoCo locomotion with an imperfect reward: data, networks, discriminator, the training loop, report.
 
     python recipes/rgm_mujoco.py                                  # hopper, medium-replay, negated reward
     python recipes/rgm_mujoco.py env=walker2d reward=partial seed=3 logger=wandb
+    python recipes/rgm_mujoco.py algo=iql                         # any registered algorithm, same loop
     python recipes/rgm_mujoco.py resume=outputs/<run>             # continue a run exactly
 
 The configuration is in recipes/config/ (every field says what it does and the paper's value).
+recipes/rgm_robomimic.py and recipes/rgm_datasharing.py run this same loop on their own data sources.
 """
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import hydra
+import torch
 from omegaconf import DictConfig
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a plain checkout
 
-from torchrl_rgm import recipe_support as rs  # noqa: E402
-from torchrl_rgm.envs import evaluate  # noqa: E402
+from torchrl_rgm import run  # noqa: E402
+from torchrl_rgm.algorithms import get_algorithm  # noqa: E402
+from torchrl_rgm.envs import make_policy_fn  # noqa: E402
+from torchrl_rgm.report import evaluation_record, format_summary, report  # noqa: E402
+from torchrl_rgm.sources import make_source  # noqa: E402
+from torchrl_rgm.train import TransitionSampler  # noqa: E402
+
+
+def train(cfg: DictConfig) -> dict:
+    # 1. Check everything that can be checked before any work, then claim (or reopen) the run directory.
+    cfg, run_dir, resuming, device = run.start_run(cfg)
+    source, algorithm = make_source(cfg), get_algorithm(cfg.algo.name)
+
+    # 2. Data: D (union, with is_expert), D^E, mu0, statistics; local datasets are built if missing.
+    data = source.load()
+    print(source.describe(data))
+
+    # 3. Networks, losses and the update step of the algorithm (RGM: V, actor, Δr, discriminator).
+    learner = algorithm.build(cfg, data, device)
+    checkpoint = run_dir / run.CHECKPOINT_NAME
+    state = run.restore_progress(checkpoint, learner) if resuming else None
+
+    # 4. The discriminator (expert vs union) is pre-trained once, frozen, and its log d^E/d^D stored per
+    #    transition of the union the update samples from.
+    if state is None:
+        algorithm.pretrain(cfg, learner, data, torch.Generator().manual_seed(cfg.seed), device)
+    union = algorithm.prepare_union(cfg, learner, data.union.to_tensordict(), device)
+    sampler = TransitionSampler(union, data.initial_observation, cfg.algo.batch_size, seed=cfg.seed, device=device)
+
+    # 5. The loop: one (compiled) update per step; evaluation, logging and an atomic checkpoint every N steps.
+    logger = run.make_logger(cfg, run_dir)
+    policy = make_policy_fn(learner.actor, data.normalize_observation, device)
+    step, history = 0, []
+    if state is not None:
+        sampler.load_state_dict(state["sampler"])
+        step, history = state["step"], state["history"]
+        torch.set_rng_state(state["torch_rng"])
+    start, start_step, eval_time = time.time(), step, 0.0
+    bar = tqdm(total=cfg.budget.updates, initial=step, desc=cfg.algo.name.upper(), mininterval=2)
+    while step < cfg.budget.updates:
+        metrics = learner.update(sampler.sample())
+        step += 1
+        bar.update(1)
+        if step % cfg.eval.every == 0 or step == cfg.budget.updates:
+            t_eval = time.time()
+            returns = source.evaluate(policy, data)
+            history.append(evaluation_record(step, returns, data, learner.update.metrics_to_floats(metrics)))
+            if source.success_rate:
+                history[-1]["success_rate"] = float((returns > 0).mean())
+            run.log_metrics(logger, history[-1], step)
+            bar.set_postfix(score=f"{history[-1]['normalized_score']:.1f}")
+            eval_time += time.time() - t_eval
+        if step % cfg.checkpoint_every == 0 or step == cfg.budget.updates:
+            run.save_progress(checkpoint, learner, sampler, step, history)
+    bar.close()
+    elapsed = time.time() - start
+
+    # 6. Report: summary.json (scores, diagnostics), learning curve, reward correction, final policy.
+    summary = report(cfg, source, data, algorithm, learner, union, history, elapsed,
+                     (step - start_step) / max(elapsed - eval_time, 1e-9), run_dir, device)
+    print(format_summary(summary))
+    return summary
 
 
 @hydra.main(config_path="config", config_name="rgm_mujoco", version_base=None)
 def main(cfg: DictConfig) -> dict:
-    # 1. Check everything that can be checked before any work, then claim the run directory.
-    cfg, run_dir, resuming, device = rs.start_run(cfg)
-
-    # 2. Data: D (union, with is_expert), D^E, mu0, statistics. Built locally if missing.
-    data = rs.load_data(cfg)
-    print(rs.describe_data(data))
-
-    # 3. Evaluation: undiscounted returns on gymnasium's MuJoCo task, D4RL-normalised by the loop.
-    def evaluate_returns(policy):
-        return evaluate(policy, cfg.env.name, cfg.eval.episodes, cfg.eval.num_envs, cfg.eval.seed)
-
-    # 4. Networks and losses (discriminator, upper level Δr, lower level V + actor; or a baseline's);
-    #    discriminator pre-training; the bilevel loop with evaluations and checkpoints; the report.
-    summary = rs.train(cfg, data, run_dir, resuming, device, evaluate_returns)
-    print(rs.format_summary(summary))
-    return summary
+    return train(cfg)
 
 
 if __name__ == "__main__":

@@ -227,7 +227,7 @@ def test_protocol_ablation_table_from_rows(tmp_path):
     # every variant's overrides compose: each part alone, and the whole protocol
     from hydra import compose, initialize_config_dir
 
-    from torchrl_rgm.recipe_support import validate
+    from torchrl_rgm.run import validate
 
     with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
         for v in abl.VARIANTS:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule
+from torchrl.objectives import BCLoss, IQLLoss, SoftUpdate, TD3BCLoss, ValueEstimators
 
 from .modules import _mlp
 from .train import _OptimizerStep, _constant, _cosine
@@ -41,8 +42,6 @@ class _TargetNetworks:
     loss: torch.nn.Module
 
     def _make_target_updater(self, tau: float):
-        from torchrl.objectives import SoftUpdate
-
         self.target_updater = SoftUpdate(self.loss, tau=tau)
 
     def state_dict(self) -> dict:
@@ -76,8 +75,6 @@ class IQLUpdate(_TargetNetworks, _OptimizerStep):
     def __init__(self, actor, qvalue, value, *, expectile: float = 0.7, temperature: float = 3.0,
                  gamma: float = 0.99, tau: float = 0.005, lr: float = 3e-4, actor_lr: float | None = None,
                  total_steps: int = 1_000_000, compile: bool = False, compile_mode: str | None = None):
-        from torchrl.objectives import IQLLoss, ValueEstimators
-
         self.loss = IQLLoss(actor, qvalue, value, num_qvalue_nets=2, loss_function="l2",
                             temperature=temperature, expectile=expectile)
         self.loss.make_value_estimator(ValueEstimators.TD0, gamma=gamma)
@@ -118,8 +115,6 @@ class TD3BCUpdate(_TargetNetworks, _OptimizerStep):
                  policy_delay: int = 2, gamma: float = 0.99, tau: float = 0.005, actor_lr: float = 3e-4,
                  critic_lr: float = 3e-4, total_steps: int = 1_000_000, compile: bool = False,
                  compile_mode: str | None = None):
-        from torchrl.objectives import TD3BCLoss, ValueEstimators
-
         if policy_delay < 1:
             raise ValueError(f"policy_delay must be ≥ 1, got {policy_delay}.")
         self.loss = TD3BCLoss(actor, qvalue, action_spec=actor.spec, num_qvalue_nets=2, alpha=alpha,
@@ -172,8 +167,6 @@ class WeightedBCUpdate(_OptimizerStep):
 
     def __init__(self, actor, *, weight_clip: float = 100.0, lr: float = 3e-4, total_steps: int = 1_000_000,
                  compile: bool = False, compile_mode: str | None = None, stochastic: bool = False):
-        from torchrl.objectives import BCLoss
-
         if not weight_clip > 0:
             raise ValueError(f"weight_clip must be > 0, got {weight_clip}.")
         self.loss = BCLoss(actor, loss_function=None if stochastic else "l2", reduction="none")

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 from tensordict import TensorDictBase
 
 from .objectives.rgm import reward_correction
 
-__all__ = ["dataset_rows", "top_decile_weight_share", "correction_rank_correlation"]
+__all__ = ["dataset_rows", "top_decile_weight_share", "correction_rank_correlation", "transition_diagnostics"]
 
 
 def dataset_rows(union: TensorDictBase) -> torch.Tensor:
@@ -54,8 +55,6 @@ def top_decile_weight_share(union: TensorDictBase, weights: torch.Tensor, quanti
 def correction_rank_correlation(correction, out_key, union: TensorDictBase, true_reward: torch.Tensor,
                                 res_scale: float, device, n: int = 20000, seed: int = 0) -> float:
     """Spearman's ρ between ``Δr`` and ``true_reward`` (one per row of ``union``) on ``n`` random rows of ``D^O``."""
-    from scipy.stats import spearmanr
-
     rows = dataset_rows(union).nonzero().flatten()
     pick = rows[torch.randperm(rows.numel(), generator=torch.Generator().manual_seed(seed))[:n]]
     batch = union[pick].to_tensordict().to(device)
@@ -64,3 +63,24 @@ def correction_rank_correlation(correction, out_key, union: TensorDictBase, true
     if np.ptp(delta) == 0 or np.ptp(truth) == 0:
         return float("nan")
     return float(spearmanr(delta, truth).statistic)
+
+
+@torch.no_grad()
+def transition_diagnostics(rgm_loss, union: TensorDictBase, initial_observation: torch.Tensor, device="cpu",
+                           chunk: int = 65536) -> dict:
+    """Per transition of ``union``, from a trained :class:`~torchrl_rgm.objectives.RGMLoss`: the corrected
+    reward ``r + Δr`` (learner's units; ``r`` without a correction network) and the visitation weight
+    ``w = d^π/d^D`` of the lower level."""
+    keys = rgm_loss.tensor_keys
+    corrected, weight = [], []
+    init = initial_observation.to(device)
+    for start in range(0, union.shape[0], chunk):
+        batch = union[start:start + chunk].to_tensordict().to(device)
+        batch.set("initial_observation", init[torch.arange(batch.shape[0], device=device) % init.shape[0]])
+        rgm_loss(batch)
+        r = batch.get(keys.reward).reshape(-1, 1)
+        delta = (batch.get(keys.reward_correction) if rgm_loss.reward_correction_network is not None
+                 else torch.zeros_like(r))
+        corrected.append((r + delta).cpu())
+        weight.append(batch.get(keys.visitation_weight).reshape(-1, 1).cpu())
+    return {"corrected_reward": torch.cat(corrected), "visitation_weight": torch.cat(weight)}

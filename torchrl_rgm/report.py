@@ -1,9 +1,8 @@
-"""Run reports: summary.json, learning curve and reward-correction plots."""
+"""Run reports: summary.json with the run's diagnostics, learning curve, reward-correction and per-source plots."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import math
 from pathlib import Path
 
 import matplotlib
@@ -13,28 +12,34 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+import torch  # noqa: E402
+
+from .algorithms import Algorithm, Learner  # noqa: E402
+from .atomic import atomic_path  # noqa: E402
+from .config import domain, run_name  # noqa: E402
+from .data.sharing import TARGET_REWARD, per_source_means  # noqa: E402
+from .diagnostics import correction_rank_correlation, top_decile_weight_share, transition_diagnostics  # noqa: E402
+from .objectives.rgm import reward_correction  # noqa: E402
+from .train import save_checkpoint  # noqa: E402
+
 __all__ = ["write_json", "save_figure", "plot_learning_curve", "plot_per_source", "plot_reward_correction",
-           "rank_correlations"]
+           "rank_correlations", "evaluation_record", "report", "format_summary", "run_diagnostics",
+           "source_diagnostics"]
 
 
 def write_json(payload: dict, path) -> None:
-    """Atomic: a temporary file in the same directory, then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
+    """Atomic (:func:`~torchrl_rgm.atomic.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2))
 
 
 def save_figure(fig, path) -> None:
-    """Atomic: the figure goes to a temporary file in the same directory, then is renamed; closes it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    """Atomic (:func:`~torchrl_rgm.atomic.atomic_path`); closes the figure."""
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def plot_learning_curve(history: list[dict], expert: float | None, union: float | None, path, title: str) -> None:
@@ -126,3 +131,137 @@ def plot_per_source(per_source: dict, path, title: str) -> None:
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(title, y=1.02)
     save_figure(fig, path)
+
+
+def evaluation_record(step: int, returns: np.ndarray, data, metrics: dict) -> dict:
+    """One evaluation's line of the history: returns, normalised score (success rate in % for 0/1 returns), and
+    the update's last metrics."""
+    scores = data.normalized_score(returns)
+    return {"step": step, "return": float(returns.mean()), "normalized_score": float(scores.mean()),
+            "normalized_score_std": float(scores.std()), **metrics}
+
+
+def _dataset_score(data, td) -> float:
+    """Mean normalised return of the episodes in ``td`` (true rewards, from the raw dataset; with shared
+    data, the target task's)."""
+    first = td.get("step") == 0
+    if "absorbing" in td.keys():
+        first = first & ~td.get("absorbing").squeeze(-1)
+    key = "target_episode_return" if "target_episode_return" in td.keys() else "episode_return"
+    returns = td[first].get(key).numpy()
+    return float(np.mean(data.normalized_score(returns)))
+
+
+def report(cfg, source, data, algorithm: Algorithm, learner: Learner, union, history: list[dict], elapsed: float,
+           updates_per_s: float, run_dir: Path, device) -> dict:
+    """Write summary.json (scores, timing, :func:`run_diagnostics`, per-source means with shared data), the
+    plots and the final policy; return the summary. ``updates_per_s`` excludes evaluation time."""
+    union_score = _dataset_score(data, data.union[~data.union["is_expert"].squeeze(-1)])
+    expert_score = _dataset_score(data, data.expert)
+    final = history[-1] if history else {}
+    title = f"{run_name(cfg)}, {cfg.dataset.n_expert_trajectories} expert traj."
+    plot_learning_curve(history, expert_score, union_score, run_dir / "learning_curve.png", title)
+    corr = {}
+    if learner.correction is not None:
+        corr = _reward_correction_figure(source, data, learner, run_dir, title, device)
+    save_checkpoint({"actor": learner.actor.state_dict(), "obs_mean": data.obs_mean, "obs_std": data.obs_std},
+                    run_dir / "policy.pt")
+    scores = [h["normalized_score"] for h in history]
+    per_source = source_diagnostics(algorithm, data, learner, union, device) if "source" in union.keys() else None
+    diagnostics = run_diagnostics(cfg, source, algorithm, data, learner, union, device)
+    summary = {
+        "final_normalized_score": final.get("normalized_score"),
+        "final_normalized_score_std": final.get("normalized_score_std"),
+        "best_normalized_score": float(max(scores)) if scores else None,
+        "union_normalized_score": union_score,
+        "expert_normalized_score": expert_score,
+        "wall_time_s": elapsed,
+        "updates_per_s": updates_per_s,
+        "updates": final.get("step"),
+        "run_dir": str(run_dir),
+        **corr,
+        **{k: (v if v is None or math.isfinite(v) else None) for k, v in diagnostics.items()},
+    }
+    if per_source:
+        summary["per_source"] = per_source
+        plot_per_source(per_source, run_dir / "sources.png", title)
+    if domain(cfg) == "robomimic":  # the normalised score is the success rate in %; say it in its own words
+        summary["final_success_rate"] = final.get("success_rate")
+        summary["best_success_rate"] = max((h["success_rate"] for h in history), default=None)
+    write_json(summary, run_dir / "summary.json")
+    return summary
+
+
+def _true_reward(source, data) -> torch.Tensor:
+    """The union's true reward per transition (shared data: the target task's)."""
+    if TARGET_REWARD in data.union.keys(True):
+        return data.union.get(TARGET_REWARD)
+    return source.load(reward="true").union.get(("next", "reward"))
+
+
+@torch.no_grad()
+def _reward_correction_figure(source, data, learner: Learner, run_dir, title, device) -> dict:
+    true_reward = _true_reward(source, data)
+    n = min(5000, data.union.shape[0])
+    idx = torch.randperm(data.union.shape[0], generator=torch.Generator().manual_seed(0))[:n]
+    batch = data.union[idx].to_tensordict().to(device)
+    seen = batch["next", "reward"].squeeze(-1)
+    res_scale = learner.losses["rgm_loss"].res_scale
+    delta = reward_correction(learner.correction, learner.correction.out_keys[0], batch, res_scale).squeeze(-1)
+    true_r = true_reward[idx].squeeze(-1)
+    real = ~batch["absorbing"].squeeze(-1).cpu() if "absorbing" in batch.keys() else torch.ones(n, dtype=torch.bool)
+    return plot_reward_correction(true_r[real].numpy(), seen.cpu()[real].numpy(), (seen + delta).cpu()[real].numpy(),
+                                  run_dir / "reward_correction.png", title)
+
+
+def format_summary(s: dict) -> str:
+    """:func:`report`'s summary as the lines a recipe prints at the end of a run."""
+    def f(x, fmt=".1f"):
+        return "n/a" if x is None else format(x, fmt)
+
+    lines = [
+        "",
+        f"final normalised score  {f(s['final_normalized_score'])} ± {f(s['final_normalized_score_std'])}",
+        f"best normalised score   {f(s['best_normalized_score'])}",
+        *([f"final success rate      {f(s['final_success_rate'], '.2f')}"] if "final_success_rate" in s else []),
+        f"union data's score      {f(s['union_normalized_score'])}",
+        f"expert data's score     {f(s['expert_normalized_score'])}",
+        f"wall time               {f(s['wall_time_s'], '.0f')} s   ({f(s['updates_per_s'])} updates/s)",
+    ]
+    if "spearman_corrected_vs_true" in s:
+        lines.append(f"rank corr. with true r  seen {s['spearman_seen_vs_true']:.3f} → corrected "
+                     f"{s['spearman_corrected_vs_true']:.3f}")
+    lines.append(f"outputs                 {s['run_dir']}")
+    return "\n".join(lines)
+
+
+def run_diagnostics(cfg, source, algorithm: Algorithm, data, learner: Learner, union, device) -> dict:
+    """:mod:`torchrl_rgm.diagnostics` of a trained run: the share of the policy-extraction weight
+    (:meth:`~torchrl_rgm.algorithms.Algorithm.extraction_weights`) on ``D^O``'s top-decile episodes and, with a
+    correction, Spearman(Δr, true reward) on ``D^O``. Empty for shared data (its sources have their own)."""
+    if domain(cfg) == "datasharing" or "episode_return" not in union.keys():
+        return {}
+    out = {}
+    weights = algorithm.extraction_weights(cfg, learner, union, data.initial_observation, device)
+    if weights is not None:
+        out.update(top_decile_weight_share(union, weights))
+    if learner.correction is not None:
+        out["spearman_correction_vs_true"] = correction_rank_correlation(
+            learner.correction, learner.correction.out_keys[0], union, _true_reward(source, data),
+            learner.losses["rgm_loss"].res_scale, device)
+    return out
+
+
+def source_diagnostics(algorithm: Algorithm, data, learner: Learner, union, device) -> dict:
+    """Per source dataset: transitions, mean reward the learner saw and the target's true reward (per
+    step, the data's units); with RGM's lower level the mean corrected reward (when the reward is read) and the
+    mean visitation weight relative to the union's mean (> 1: the policy's visitation favours the source)."""
+    values = {"reward_seen": algorithm.seen_reward(data, union), "target_reward": union.get(TARGET_REWARD)}
+    if "rgm_loss" in learner.losses:
+        diag = transition_diagnostics(learner.losses["rgm_loss"], union, data.initial_observation, device)
+        if algorithm.reads_reward:
+            values["corrected_reward"] = diag["corrected_reward"] * data.reward_std + data.reward_mean
+        real = ~union.get("absorbing").reshape(-1) if "absorbing" in union.keys() else slice(None)
+        w = diag["visitation_weight"].reshape(-1)
+        values["visitation_weight"] = w / w[real].mean().clamp(min=1e-12)
+    return per_source_means(union, values, data.info["sources"])

@@ -5,7 +5,9 @@ import math
 
 import torch
 from tensordict import TensorDict, TensorDictBase
+from torchrl.objectives import BCLoss
 
+from .atomic import atomic_path
 from .objectives import RewardCorrectionLoss, RGMLoss
 
 __all__ = ["RGMUpdate", "BCUpdate", "pretrain_discriminator", "log_density_ratio", "TransitionSampler",
@@ -248,20 +250,9 @@ class TransitionSampler:
 
 
 def save_checkpoint(state: dict, path) -> None:
-    """Atomic: written to a temporary file in the same directory, then renamed."""
-    import os
-    import tempfile
-
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    os.close(fd)
-    try:
+    """Atomic (:func:`~torchrl_rgm.atomic.atomic_path`): a crash never leaves a half-written checkpoint."""
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_checkpoint(path) -> dict:
@@ -277,8 +268,6 @@ class BCUpdate(_OptimizerStep):
 
     def __init__(self, actor, *, lr: float = 3e-4, total_steps: int = 1_000_000, compile: bool = False,
                  compile_mode: str | None = None, stochastic: bool = False):
-        from torchrl.objectives import BCLoss
-
         self.loss = BCLoss(actor, loss_function=None if stochastic else "l2")
         self.optimizer = torch.optim.Adam(actor.parameters(), lr=lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _cosine(total_steps))

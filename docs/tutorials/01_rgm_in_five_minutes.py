@@ -21,6 +21,7 @@ policy over training and the corrected reward against the true one.
 # ``rgm/...`` datasets are never touched: ``medium-replay`` (what a TD3 learner saw on its way to a
 # medium policy, 24k transitions at this scale) is the union :math:`D^O`, and one episode of ``expert`` is
 # :math:`D^E`. They are built once and reused by the other tutorials.
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,9 +29,7 @@ import matplotlib.pyplot as plt
 from hydra import compose, initialize_config_dir
 
 import torchrl_rgm
-from torchrl_rgm import recipe_support as rs
 from torchrl_rgm.data.build import build_missing, dataset_id
-from torchrl_rgm.envs import evaluate
 
 NAMESPACE, ENV = "rgm-tutorial", "hopper"
 build_missing(ENV, ["medium-replay", "expert"], scale=0.1, namespace=NAMESPACE)  # once; a tenth of the default sizes
@@ -62,21 +61,16 @@ print(f"env {cfg.env.name} · union {cfg.dataset.union} · reward {cfg.reward.na
 # %%
 # Train
 # -----
-# These are the recipe's own steps: check the configuration and claim the run directory, load the
-# union :math:`D = D^O \cup D^E`, pre-train the discriminator and freeze it, then alternate the
-# upper level (:math:`\Delta r`) and the lower level (value and actor) in one update per batch,
-# evaluating the policy every 500 updates on gymnasium's ``Hopper-v5``.
-cfg, run_dir, resuming, device = rs.start_run(cfg)
-data = rs.load_data(cfg)
-print(rs.describe_data(data))
+# This is the recipe itself: ``train`` in ``recipes/rgm_mujoco.py``, which ``python recipes/rgm_mujoco.py``
+# calls with the command line's configuration. Read it top to bottom: check the configuration and claim
+# the run directory, load the union :math:`D = D^O \cup D^E`, build the algorithm's networks and update,
+# pre-train the discriminator and freeze it, then alternate the upper level (:math:`\Delta r`) and the
+# lower level (value and actor) in one update per batch, evaluating the policy every 500 updates on
+# gymnasium's ``Hopper-v5``.
+sys.path.insert(0, str(RECIPES))
+from rgm_mujoco import train  # noqa: E402
 
-
-def evaluate_returns(policy):
-    return evaluate(policy, cfg.env.name, cfg.eval.episodes, cfg.eval.num_envs, cfg.eval.seed)
-
-
-summary = rs.train(cfg, data, run_dir, resuming, device, evaluate_returns)
-print(rs.format_summary(summary))
+summary = train(cfg)
 
 # %%
 # The scores are normalised the D4RL way: 0 is the uniform random policy, 100 the expert. The union's

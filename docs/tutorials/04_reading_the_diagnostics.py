@@ -22,6 +22,7 @@ looks like.
 # --------------
 # ``algo.correction=false`` removes the upper level: the lower level then optimises the reward it is
 # given, like any offline RL method that trusts the data.
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,15 +32,19 @@ from hydra import compose, initialize_config_dir
 from scipy.stats import spearmanr
 
 import torchrl_rgm
-from torchrl_rgm import recipe_support as rs
+from torchrl_rgm.algorithms import get_algorithm
 from torchrl_rgm.data.build import build_missing
-from torchrl_rgm.envs import evaluate
+from torchrl_rgm.diagnostics import transition_diagnostics
+from torchrl_rgm.sources import make_source
 from torchrl_rgm.train import load_checkpoint, log_density_ratio
 
 NAMESPACE, ENV = "rgm-tutorial", "hopper"
 build_missing(ENV, ["medium-replay", "expert"], scale=0.1, namespace=NAMESPACE)  # once; a tenth of the default sizes
 
 RECIPES = Path(torchrl_rgm.__file__).resolve().parents[1] / "recipes"
+sys.path.insert(0, str(RECIPES))
+from rgm_mujoco import train  # noqa: E402  (the recipe's own function)
+
 root = Path(tempfile.mkdtemp(prefix="rgm-diagnostics-"))
 runs = {}
 for name, extra in (("RGM", []), ("no correction", ["algo.correction=false"])):
@@ -48,11 +53,8 @@ for name, extra in (("RGM", []), ("no correction", ["algo.correction=false"])):
             f"dataset.namespace={NAMESPACE}", "reward=negated", "budget.updates=1500",
             "budget.discriminator_steps=500", "eval.every=300", "eval.episodes=5", "compile=false",
             f"run_dir={root / name.replace(' ', '-')}", *extra])
-    cfg, run_dir, resuming, device = rs.start_run(cfg)
-    data = rs.load_data(cfg)
-    summary = rs.train(cfg, data, run_dir, resuming, device,
-                       lambda policy: evaluate(policy, ENV, cfg.eval.episodes, cfg.eval.num_envs, cfg.eval.seed))
-    runs[name] = {"cfg": cfg, "data": data, "summary": summary, "run_dir": run_dir}
+    summary = train(cfg)
+    runs[name] = {"cfg": cfg, "data": make_source(cfg).load(), "summary": summary, "run_dir": Path(summary["run_dir"])}
     print(f"{name:14s} final normalised score {summary['final_normalized_score']:5.1f}  "
           f"(union data {summary['union_normalized_score']:.1f}, expert {summary['expert_normalized_score']:.1f})")
 
@@ -85,22 +87,23 @@ fig.tight_layout()
 # ----------------------------------------------------
 # From a run's checkpoint we rebuild its networks and compute, for every transition of the union,
 # the corrected reward :math:`\tilde r + \Delta r` and the weight :math:`w`
-# (:func:`~torchrl_rgm.recipe_support.transition_diagnostics`). On a benchmark we also know the true
+# (:func:`~torchrl_rgm.diagnostics.transition_diagnostics`). On a benchmark we also know the true
 # reward (``reward="true"``).
 per_run = {}
 for name, run in runs.items():
     cfg, data = run["cfg"], run["data"]
-    nets = rs.restore_networks(load_checkpoint(run["run_dir"] / "checkpoint.pt"), rs.build_networks(cfg, data, "cpu"))
+    learner = get_algorithm(cfg.algo.name).build(cfg, data, "cpu")
+    learner.load_networks(load_checkpoint(run["run_dir"] / "checkpoint.pt"))
     union = data.union.to_tensordict()
-    diag = rs.transition_diagnostics(nets, union, data.initial_observation, "cpu")
+    diag = transition_diagnostics(learner.losses["rgm_loss"], union, data.initial_observation, "cpu")
     real = ~union["absorbing"].reshape(-1)
-    true_r = rs.load_data(cfg, reward="true").union["next", "reward"].reshape(-1)[real].numpy()
+    true_r = make_source(cfg).load(reward="true").union["next", "reward"].reshape(-1)[real].numpy()
     per_run[name] = {"true": true_r,
                      "seen": union["next", "reward"].reshape(-1)[real].numpy(),
                      "corrected": diag["corrected_reward"].reshape(-1)[real].numpy(),
                      "w": diag["visitation_weight"].reshape(-1)[real].numpy(),
                      "expert": union["is_expert"].reshape(-1)[real].numpy(),
-                     "log_ratio": log_density_ratio(nets.discriminator_loss, union[real], normalize=True).reshape(-1).numpy()}
+                     "log_ratio": log_density_ratio(learner.discriminator_loss, union[real], normalize=True).reshape(-1).numpy()}
     r = per_run[name]
     print(f"{name:14s} Spearman with the true reward: seen {spearmanr(r['true'], r['seen'])[0]:+.2f}, "
           f"corrected {spearmanr(r['true'], r['corrected'])[0]:+.2f}, w {spearmanr(r['true'], r['w'])[0]:+.2f}")

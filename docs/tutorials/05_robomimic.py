@@ -19,6 +19,7 @@ wherever a dataset id goes; a downloaded ``low_dim_sparse_v141.hdf5`` reads the 
 # demos, 1,000 ``mg`` episodes, ~15 minutes) under ``~/.torchrl_rgm/robomimic``
 # (``$TORCHRL_RGM_ROBOMIMIC_DATA``). Here: 10 demos and 30 mixed episodes in a directory of the
 # tutorials' own beside it (``robomimic-tutorial``), generated once.
+import sys
 import tempfile
 from pathlib import Path
 
@@ -27,10 +28,11 @@ import matplotlib.pyplot as plt
 from hydra import compose, initialize_config_dir
 
 import torchrl_rgm
-from torchrl_rgm import recipe_support as rs
-from torchrl_rgm.data.robomimic import RobomimicEnv, read_transitions
+from torchrl_rgm.algorithms import get_algorithm
+from torchrl_rgm.data.robomimic import read_transitions
 from torchrl_rgm.data.robomimic_build import build_task, dataset_path, default_root
-from torchrl_rgm.envs import evaluate
+from torchrl_rgm.diagnostics import transition_diagnostics
+from torchrl_rgm.sources import make_source
 from torchrl_rgm.train import load_checkpoint
 
 ROOT = default_root().parent / "robomimic-tutorial"
@@ -69,14 +71,11 @@ with initialize_config_dir(config_dir=str(RECIPES / "config"), version_base=None
         f"dataset.root={ROOT}", "dataset.build_if_missing=false", "dataset.n_expert_trajectories=5",
         "budget.updates=1500", "budget.discriminator_steps=500", "eval.every=1500", "eval.episodes=5",
         "eval.num_envs=5", "compile=false", f"run_dir={Path(tempfile.mkdtemp(prefix='rgm-robomimic-')) / 'lift'}"])
-cfg, run_dir, resuming, device = rs.start_run(cfg)
-data = rs.load_data(cfg)
-print(rs.describe_data(data))
-env_meta, obs_keys = data.info["env_meta"], data.info["obs_keys"]
-summary = rs.train(cfg, data, run_dir, resuming, device,
-                   lambda policy: evaluate(policy, lambda: RobomimicEnv(env_meta, obs_keys, cfg.env.horizon),
-                                           cfg.eval.episodes, cfg.eval.num_envs, cfg.eval.seed))
-print(rs.format_summary(summary))
+sys.path.insert(0, str(RECIPES))
+from rgm_mujoco import train  # noqa: E402  (recipes/rgm_robomimic.py runs this same loop)
+
+summary = train(cfg)
+run_dir, data = Path(summary["run_dir"]), make_source(cfg).load()
 
 # %%
 # Five evaluation episodes measure a success rate only to within tens of points; the README's
@@ -87,9 +86,10 @@ print(rs.format_summary(summary))
 # ------------------------------
 # The visitation weight :math:`w` of every transition, from the run's checkpoint, grouped by where
 # the transition comes from:
-nets = rs.restore_networks(load_checkpoint(run_dir / "checkpoint.pt"), rs.build_networks(cfg, data, "cpu"))
+learner = get_algorithm(cfg.algo.name).build(cfg, data, "cpu")
+learner.load_networks(load_checkpoint(run_dir / "checkpoint.pt"))
 union = data.union.to_tensordict()
-diag = rs.transition_diagnostics(nets, union, data.initial_observation, "cpu")
+diag = transition_diagnostics(learner.losses["rgm_loss"], union, data.initial_observation, "cpu")
 w, delta = diag["visitation_weight"].reshape(-1), diag["corrected_reward"].reshape(-1) - union["next", "reward"].reshape(-1)
 real = ~union["absorbing"].reshape(-1)
 expert = union["is_expert"].reshape(-1)

@@ -135,17 +135,17 @@ def test_namespace_keeps_small_builds_apart(monkeypatch):
 def test_recipe_builds_missing_datasets_in_its_local_namespace(monkeypatch):
     from hydra import compose, initialize_config_dir
 
-    from torchrl_rgm import recipe_support as rs
+    from torchrl_rgm import sources
 
     calls = []
     monkeypatch.setattr(build_mod, "build_env", lambda env, **kw: calls.append((env, kw)) or {})
-    monkeypatch.setattr(rs, "load_rgm_data", lambda *ids, **kw: ids)
+    monkeypatch.setattr(sources, "load_rgm_data", lambda *ids, **kw: ids)
     config_dir = Path(__file__).resolve().parents[2] / "recipes" / "config"
     for namespace, builds in (("rgm-small", True), ("mujoco", False)):
         calls.clear()
         with initialize_config_dir(config_dir=str(config_dir), version_base=None):
             cfg = compose("rgm_mujoco", overrides=[f"dataset.namespace={namespace}", "dataset.build_scale=0.1"])
-        assert rs.load_data(cfg) == (f"{namespace}/hopper/medium-replay-v0", f"{namespace}/hopper/expert-v0")
+        assert sources.make_source(cfg).load() == (f"{namespace}/hopper/medium-replay-v0", f"{namespace}/hopper/expert-v0")
         if builds:
             assert calls == [("hopper", {"levels": ["expert", "medium-replay"], "scale": 0.1, "namespace": namespace})]
         else:  # a hub namespace downloads through Minari; nothing is built

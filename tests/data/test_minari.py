@@ -8,7 +8,7 @@ import torch
 from tensordict import MemoryMappedTensor
 
 from torchrl_rgm.data import DatasetNotFoundError, load_rgm_data, load_transitions
-from torchrl_rgm.data.minari import DatasetError
+from torchrl_rgm.data.pipeline import DatasetError
 
 from .conftest import build_tiny
 

@@ -74,7 +74,8 @@ def test_every_algorithm_runs_and_reports_per_source(env, algo):
 def test_bad_config_is_refused_by_validation(overrides, message):
     from hydra import compose, initialize_config_dir
 
-    from torchrl_rgm.recipe_support import ConfigError, validate
+    from torchrl_rgm.config import ConfigError
+    from torchrl_rgm.run import validate
 
     with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
         cfg = compose(config_name="rgm_datasharing", overrides=overrides)
@@ -85,7 +86,8 @@ def test_bad_config_is_refused_by_validation(overrides, message):
 def test_relabelling_is_refused_outside_data_sharing():
     from hydra import compose, initialize_config_dir
 
-    from torchrl_rgm.recipe_support import ConfigError, validate
+    from torchrl_rgm.config import ConfigError
+    from torchrl_rgm.run import validate
 
     with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
         cfg = compose(config_name="rgm_mujoco", overrides=["algo=iql_relabeled"])
@@ -105,14 +107,15 @@ def test_bad_input_is_one_clear_error(env):
 def test_missing_datasets_without_policies_are_refused_before_building(tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
 
-    from torchrl_rgm import recipe_support as rs
+    from torchrl_rgm.config import ConfigError
+    from torchrl_rgm.sources import make_source
     from torchrl_rgm.data import behaviour
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     monkeypatch.setattr(behaviour, "POLICY_DIR", tmp_path / "no-policies")
     with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
         cfg = compose(config_name="rgm_datasharing", overrides=["env.name=walker2d-run-forward"])
-    with pytest.raises(rs.ConfigError, match="rgm/walker2d-run-backward/\\['medium'\\] are not built and "
+    with pytest.raises(ConfigError, match="rgm/walker2d-run-backward/\\['medium'\\] are not built and "
                                              "walker2d-run-backward has no shipped behaviour policies"):
-        rs.load_data(cfg)
+        make_source(cfg).load()
     assert not (tmp_path / "minari" / "rgm").exists()  # nothing was built

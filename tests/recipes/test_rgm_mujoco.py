@@ -101,7 +101,8 @@ def test_sigkill_then_resume_equals_uninterrupted(env):
 def test_bad_config_is_refused_by_validation(override, message):
     from hydra import compose, initialize_config_dir
 
-    from torchrl_rgm.recipe_support import ConfigError, validate
+    from torchrl_rgm.config import ConfigError
+    from torchrl_rgm.run import validate
 
     with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
         cfg = compose(config_name="rgm_mujoco", overrides=[override])
@@ -143,7 +144,7 @@ def test_existing_run_dir_is_never_overwritten(env):
 def test_loggers_write_real_files(tmp_path, backend):
     from omegaconf import OmegaConf
 
-    from torchrl_rgm.recipe_support import log_metrics, make_logger
+    from torchrl_rgm.run import log_metrics, make_logger
 
     cfg = OmegaConf.create({"logger": {"backend": backend, "project": "p", "offline": True}})
     logger = make_logger(cfg, tmp_path)
@@ -161,7 +162,7 @@ def test_loggers_write_real_files(tmp_path, backend):
 def test_every_reward_option_composes_and_validates(option, name):
     from hydra import compose, initialize_config_dir
 
-    from torchrl_rgm.recipe_support import validate
+    from torchrl_rgm.run import validate
 
     with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
         cfg = compose(config_name="rgm_mujoco", overrides=[f"reward={option}", "env=walker2d", "algo=bc"])
@@ -198,7 +199,8 @@ def test_baseline_config_errors(overrides, message):
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
-    from torchrl_rgm.recipe_support import ConfigError, validate
+    from torchrl_rgm.config import ConfigError
+    from torchrl_rgm.run import validate
 
     with pytest.raises((ConfigError, HydraException)) as err:
         with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
@@ -209,15 +211,32 @@ def test_baseline_config_errors(overrides, message):
 def test_algorithm_choices_follow_the_papers():
     from hydra import compose, initialize_config_dir
 
-    from torchrl_rgm.recipe_support import stochastic_actor
+    from torchrl_rgm.algorithms import get_algorithm
 
     with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
         cfgs = {a: compose(config_name="rgm_mujoco", overrides=[f"algo={a}", "env=walker2d"])
                 for a in ("rgm", "smodice", "dwbc", "bc", "iql", "td3bc")}
-    assert [stochastic_actor(cfgs[a]) for a in ("rgm", "iql", "td3bc")] == [True, True, False]
+    assert [get_algorithm(a).stochastic_actor(cfgs[a]) for a in ("rgm", "iql", "td3bc")] == [True, True, False]
     assert cfgs["smodice"].algo.alpha == 1.0 and cfgs["rgm"].algo.alpha == cfgs["rgm"].env.alpha
     assert cfgs["iql"].data.reward_scaling == "scale" and cfgs["rgm"].data.reward_scaling == "zscore"
-    assert not any(cfgs[a].algo.correction for a in ("smodice", "dwbc", "bc", "iql", "td3bc"))
+    assert [get_algorithm(a).reads_reward for a in cfgs] == [True, False, False, False, True, True]
+
+
+def test_each_algorithm_config_stands_alone():
+    """An algorithm's config holds the fields its module reads, not another algorithm's: IQL carries no RGM field."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
+        cfgs = {a: compose(config_name="rgm_mujoco", overrides=[f"algo={a}"]).algo
+                for a in ("rgm", "smodice", "dwbc", "bc", "iql", "td3bc")}
+    rgm_only = {"correction", "res_scale", "correction_lr", "correction_lr_schedule", "correction_zero_init",
+                "correction_weight_decay", "correction_normalize_weights"}
+    assert rgm_only <= set(cfgs["rgm"])
+    for name in ("smodice", "dwbc", "bc", "iql", "td3bc"):
+        assert not rgm_only & set(cfgs[name]), name
+    for name in ("bc", "iql", "td3bc"):
+        assert not {"divergence", "discriminator_lr", "gradient_penalty", "alpha"} & set(cfgs[name]), name
+    assert {"expectile", "temperature"} <= set(cfgs["iql"]) and "td3_alpha" in cfgs["td3bc"]
 
 
 def test_paper_protocol_composes_each_part():
@@ -225,7 +244,8 @@ def test_paper_protocol_composes_each_part():
     reward, which a command-line reward= replaces."""
     from hydra import compose, initialize_config_dir
 
-    from torchrl_rgm.recipe_support import correction_horizon, correction_lr, validate
+    from torchrl_rgm.algorithms.rgm import correction_horizon, correction_lr
+    from torchrl_rgm.run import validate
 
     with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
         ours = compose(config_name="rgm_mujoco", overrides=["budget.updates=8000"])
@@ -285,7 +305,7 @@ def test_a_run_flushes_subnormal_floats(tmp_path):
     barely-trained Δr) cost a long hopper run 94 -> 15 updates/s on CPU; flushed, a subnormal result is 0."""
     from hydra import compose, initialize_config_dir
 
-    from torchrl_rgm.recipe_support import start_run
+    from torchrl_rgm.run import start_run
 
     tiny = torch.tensor([1e-30], dtype=torch.float32)
     if not torch.set_flush_denormal(False):

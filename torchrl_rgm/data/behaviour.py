@@ -29,9 +29,11 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from tqdm import tqdm
 
+from ..envs import evaluate as evaluate_policy, make_policy_fn
 from ..modules import _mlp, make_actor
 from ..train import save_checkpoint as atomic_save
 from .envs import env_names, make_env
+from .tasks import TASKS
 
 __all__ = ["POLICY_DIR", "DEFAULT_WORKDIR", "BUDGETS", "policy_dir_name", "has_shipped_policies", "TD3",
            "policy_action", "evaluate", "train", "export", "load_policy", "main"]
@@ -58,8 +60,6 @@ BUDGETS = {"hopper": 400_000, "walker2d": 500_000, "halfcheetah": 250_000,
 
 def policy_dir_name(env_name: str) -> str:
     """Where an environment's or a task's policies live (run-forward tasks share their env's)."""
-    from .tasks import TASKS
-
     return TASKS[env_name].policy_name if env_name in TASKS else env_name
 
 
@@ -143,8 +143,6 @@ def policy_action(actor: TensorDictModule, obs: np.ndarray, noise: float, rng: n
 
 def evaluate(actor, env_name: str, episodes: int = 10, seed: int = 10_000) -> list[float]:
     """Deterministic returns of a behaviour policy (raw observations: it was trained on them)."""
-    from ..envs import evaluate as evaluate_policy, make_policy_fn
-
     return evaluate_policy(make_policy_fn(actor, lambda obs: obs), env_name, episodes, num_envs=episodes,
                            seed=seed).tolist()
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from .tasks import TASKS, TaskRewardWrapper, get_task
+
 __all__ = ["ENVS", "env_names", "env_id", "make_env"]
 
 #: The environments, short name → gymnasium id.
@@ -15,15 +17,11 @@ ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Wal
 
 def env_names() -> list[str]:
     """Every accepted name: the environments, then the tasks."""
-    from .tasks import TASKS
-
     return sorted(ENVS) + sorted(TASKS)
 
 
 def env_id(name: str) -> str:
     """The gymnasium id of an environment or of a task's environment."""
-    from .tasks import TASKS
-
     if name in TASKS:
         name = TASKS[name].env
     try:
@@ -33,12 +31,12 @@ def env_id(name: str) -> str:
 
 
 def make_env(name: str, **kwargs) -> gym.Env:
-    """The gymnasium environment of ``name``; a task's is wrapped to return the task's reward.
+    """The gymnasium environment of ``name``; a task's is made with its ``env_kwargs`` and wrapped in
+    :class:`~torchrl_rgm.data.tasks.TaskRewardWrapper` to return the task's reward.
 
     ``kwargs`` go to ``gym.make`` (overriding a task's own ``env_kwargs``).
     """
-    from .tasks import TASKS, make_task_env
-
     if name in TASKS:
-        return make_task_env(name, **kwargs)
+        task = get_task(name)
+        return TaskRewardWrapper(gym.make(env_id(task.env), **{**task.env_kwargs, **kwargs}), task)
     return gym.make(env_id(name), **kwargs)

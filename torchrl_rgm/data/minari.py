@@ -16,38 +16,26 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import minari
 import numpy as np
 import torch
 from tensordict import TensorDict
-from torchrl.data import TensorDictReplayBuffer, TensorStorage
-from torchrl.data.replay_buffers import RandomSampler
 
-from .._keys import NEXT_OBS, OBS, REWARD
+from .._keys import OBS, REWARD
 from . import robomimic as _robomimic
-from .absorbing import add_absorbing_states, with_indicator
+from .pipeline import (EXPERT_UNION_REWARDS, REWARD_SCALINGS, DatasetError, RGMData, check_finite, finish_union,
+                       select_episodes)
 from .rewards import make_reward_transform
 from .transitions import append_episode, columns_to_tensordict, new_columns
 
-__all__ = ["DatasetNotFoundError", "RGMData", "find_dataset", "load_rgm_data", "load_transitions", "cache_root",
-           "REWARD_SCALINGS", "EXPERT_UNION_REWARDS", "DatasetError", "datasets_root", "drop_timeouts", "finish_union", "raw_union_metadata"]
+__all__ = ["DatasetNotFoundError", "find_dataset", "load_rgm_data", "load_transitions", "cache_root", "datasets_root",
+           "raw_union_metadata"]
 
 CACHE_VERSION = 1
-#: The accepted ``reward_scaling`` values of :func:`load_rgm_data`.
-REWARD_SCALINGS = ("zscore", "scale", "none")
-#: The reward expert transitions get where they are added to the union: the reward setting's, or 0 (the authors').
-EXPERT_UNION_REWARDS = ("given", "zero")
-
-
 class DatasetNotFoundError(FileNotFoundError):
     """A Minari dataset is neither local nor downloadable from the hub."""
-
-
-class DatasetError(ValueError):
-    """A dataset RGM cannot use: non-flat observations, no or too few episodes, NaN/inf values, mismatched shapes."""
 
 
 def cache_root() -> Path:
@@ -161,115 +149,6 @@ def load_transitions(dataset_id: str, *, download: bool = True, cache_dir: Path 
     return TensorDict.load_memmap(root)
 
 
-@dataclass
-class RGMData:
-    """What RGM trains on. Observations carry the absorbing indicator as their last dimension."""
-
-    union: TensorDict
-    expert: TensorDict
-    initial_observation: torch.Tensor
-    obs_mean: torch.Tensor
-    obs_std: torch.Tensor
-    reward_mean: float
-    reward_std: float
-    union_id: str
-    expert_id: str
-    env_spec: str | None = None
-    ref_min_score: float | None = None
-    ref_max_score: float | None = None
-    info: dict = field(default_factory=dict)
-
-    @property
-    def obs_dim(self) -> int:
-        return self.union.get(OBS).shape[-1]
-
-    @property
-    def action_dim(self) -> int:
-        return self.union.get("action").shape[-1]
-
-    def normalize_observation(self, obs: torch.Tensor) -> torch.Tensor:
-        """Raw environment observations → the learner's input (z-scored, indicator 0)."""
-        obs = torch.as_tensor(obs, dtype=torch.float32)
-        return with_indicator((obs - self.obs_mean) / self.obs_std)
-
-    def normalized_score(self, returns):
-        """D4RL normalisation: 100 (return − random) / (expert − random)."""
-        if self.ref_min_score is None or self.ref_max_score is None:
-            raise ValueError(f"{self.union_id} has no ref_min_score/ref_max_score to normalise with.")
-        return 100.0 * (np.asarray(returns) - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
-
-    def replay_buffer(self, which: str = "union", batch_size: int = 512) -> TensorDictReplayBuffer:
-        """A TorchRL replay buffer over ``union``, ``expert`` (no copy of the data)."""
-        td = getattr(self, which)
-        return TensorDictReplayBuffer(storage=TensorStorage(td), sampler=RandomSampler(), batch_size=batch_size)
-
-
-def _check_finite(td: TensorDict, name: str) -> None:
-    for key in (OBS, "action", NEXT_OBS, REWARD):
-        value = td.get(key)
-        bad = ~torch.isfinite(value)
-        if bad.any():
-            rows = bad.reshape(bad.shape[0], -1).any(-1).nonzero().flatten()
-            raise DatasetError(
-                f"{name}: {int(rows.numel())} transitions have NaN/inf in {key!r} "
-                f"(first at transitions {rows[:5].tolist()}); clean the dataset or rebuild it."
-            )
-
-
-def _select_episodes(td: TensorDict, n: int, dataset_id: str) -> TensorDict:
-    episodes = torch.unique(td.get("episode"), sorted=True)
-    if n < 1:
-        raise ValueError(f"n_expert_trajectories must be ≥ 1, got {n}.")
-    if n > episodes.numel():
-        raise DatasetError(
-            f"Asked for {n} expert trajectories but {dataset_id} holds only {episodes.numel()} episodes."
-        )
-    return td[torch.isin(td.get("episode"), episodes[:n])]
-
-
-def drop_timeouts(td: TensorDict) -> TensorDict:
-    """``td`` without its timeout transitions, and ``("next", "done")`` set to ``terminated``.
-
-    Timeouts are not terminals: their transitions go (their ``s'`` is not a real successor).
-    """
-    timeout = td.get(("next", "truncated")).reshape(-1) & ~td.get(("next", "terminated")).reshape(-1)
-    td = td[~timeout]
-    td.set(("next", "done"), td.get(("next", "terminated")).clone())
-    return td
-
-
-def finish_union(union: TensorDict, expert: TensorDict, *, standardize: bool, reward_scaling: str, absorbing: bool,
-                 terminal_absorbing_loop: bool, terminal_done: bool = False):
-    """Initial observations, timeouts dropped, statistics of the union applied to both sets, absorbing states.
-
-    Returns ``(union, expert, initial_observation, (obs_mean, obs_std, reward_mean, reward_std))``.
-    """
-    initial = union[union.get("step") == 0].get(OBS)
-    union, expert = drop_timeouts(union), drop_timeouts(expert)
-    obs = union.get(OBS)
-    if standardize:
-        obs_mean, obs_std = obs.mean(0), obs.std(0).clamp(min=1e-3)
-    else:
-        obs_mean, obs_std = torch.zeros(obs.shape[-1]), torch.ones(obs.shape[-1])
-    reward_mean, reward_std = 0.0, 1.0
-    if standardize and reward_scaling != "none":
-        r = union.get(REWARD)
-        reward_std = r.std().item()
-        reward_std = reward_std if reward_std > 1e-6 else 1.0
-        if reward_scaling == "zscore":
-            reward_mean = r.mean().item()
-    for td in (union, expert):
-        td.set(OBS, (td.get(OBS) - obs_mean) / obs_std)
-        td.set(NEXT_OBS, (td.get(NEXT_OBS) - obs_mean) / obs_std)
-        td.set(REWARD, (td.get(REWARD) - reward_mean) / reward_std)
-    initial = (initial - obs_mean) / obs_std
-    if absorbing:
-        union = add_absorbing_states(union, terminal_loop=terminal_absorbing_loop, terminal_done=terminal_done)
-        expert = add_absorbing_states(expert, terminal_loop=terminal_absorbing_loop, terminal_done=terminal_done)
-        initial = with_indicator(initial)
-    return union, expert, initial, (obs_mean, obs_std, reward_mean, reward_std)
-
-
 def _process(union_id: str, expert_id: str, *, n_expert_trajectories: int, reward: str, reward_kwargs: dict,
              add_expert_to_union: bool, absorbing: bool, standardize: bool, reward_scaling: str,
              terminal_absorbing_loop: bool, obs_keys, download: bool, cache_dir: Path | None,
@@ -285,9 +164,9 @@ def _process(union_id: str, expert_id: str, *, n_expert_trajectories: int, rewar
                 f"{tuple(raw_expert.get(b).shape[1:])}, {union_id} has {tuple(raw_union.get(a).shape[1:])}. "
                 "Use datasets of the same environment."
             )
-    _check_finite(raw_union, union_id)
-    _check_finite(raw_expert, expert_id)
-    expert = _select_episodes(raw_expert, n_expert_trajectories, expert_id).clone()
+    check_finite(raw_union, union_id)
+    check_finite(raw_expert, expert_id)
+    expert = select_episodes(raw_expert, n_expert_trajectories, expert_id).clone()
     union = raw_union.clone()  # never write into the memory-mapped cache
     if expert_id != union_id:  # distinct random streams for the two datasets' transitions
         expert.set("transition_id", expert.get("transition_id") + (1 << 40))

@@ -19,6 +19,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 from tensordict import TensorDict
+from torchrl.envs import GymWrapper
 
 from .transitions import append_episode, columns_to_tensordict, new_columns
 
@@ -221,6 +222,4 @@ class RobomimicEnv(gym.Env):
 
 def make_torchrl_env(path, obs_keys=DEFAULT_OBS_KEYS, horizon: int = 400, **kwargs):
     """The evaluation environment of a robomimic file as a TorchRL ``GymWrapper``."""
-    from torchrl.envs import GymWrapper
-
     return GymWrapper(RobomimicEnv(env_meta_from_file(path), obs_keys, horizon), **kwargs)

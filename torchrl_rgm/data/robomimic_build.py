@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from .robomimic import DEFAULT_OBS_KEYS as OBS_KEYS, make_robosuite_env, robomimic_obs
 
 __all__ = ["TASKS", "build_task", "default_root", "dataset_path", "env_meta", "DATASETS", "FILE_NAMES",
@@ -244,11 +244,8 @@ def write_hdf5(path: Path, episodes: list, meta: dict, valid_fraction: float = 0
     """Write ``episodes`` in robomimic's layout, atomically (temp file + rename)."""
     import h5py
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".hdf5")
-    os.close(fd)
     names = [f"demo_{i}" for i in range(len(episodes))]
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w", track_order=True) as f:
             data = f.create_group("data")
             for name, ep in zip(names, episodes):
@@ -271,10 +268,6 @@ def write_hdf5(path: Path, episodes: list, meta: dict, valid_fraction: float = 0
             for key, members in masks.items():
                 f.create_dataset(f"mask/{key}", data=np.array(members, dtype="S"))
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the dataset from other users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_task(task: str, *, root: Path | None = None, ph_episodes: int = 200, mg_episodes: int = 1000,

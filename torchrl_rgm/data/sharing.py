@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import re
 
+import minari
 import torch
 from tensordict import TensorDict
 
 from .._keys import REWARD
-from .minari import (DatasetNotFoundError, RGMData, _check_finite, _select_episodes, find_dataset,
-                     finish_union, load_transitions, raw_union_metadata)
+from .envs import make_env
+from .minari import DatasetNotFoundError, find_dataset, load_transitions, raw_union_metadata
+from .pipeline import RGMData, check_finite, finish_union, select_episodes
 from .tasks import TASKS, get_task, task_reward
 
 __all__ = ["SharingError", "default_sources", "load_sharing_data", "missing_task_datasets", "per_source_means",
@@ -68,8 +70,6 @@ def source_task(dataset_id: str) -> str:
 def missing_task_datasets(names: list[str]) -> dict[str, list[str]]:
     """The ``rgm/<task>/<level>-v0`` datasets among ``names`` that are not local: ``{task: [levels]}``
     (what :func:`torchrl_rgm.data.build.build_env` builds; other namespaces are never built here)."""
-    import minari
-
     local = set(minari.list_local_datasets())
     wanted: dict[str, set] = {}
     for name in names:
@@ -146,8 +146,6 @@ def load_sharing_data(
     expert_id = resolve_dataset(expert or f"{target}/expert")
 
     # Checks before any work: the expert data exists, every dataset has the target's spaces.
-    from .envs import make_env
-
     env = make_env(target)
     want = (tuple(env.observation_space.shape), tuple(env.action_space.shape))
     env.close()
@@ -171,7 +169,7 @@ def load_sharing_data(
     names, parts = [], []
     for k, ds_id in enumerate(source_ids + unlabelled_ids):
         raw = load_transitions(ds_id, download=download)
-        _check_finite(raw, ds_id)
+        check_finite(raw, ds_id)
         td = raw.clone()
         _set_target_reward(td, target, ds_id)
         labelled = k < len(source_ids)
@@ -183,8 +181,8 @@ def load_sharing_data(
         td.set("transition_id", td.get("transition_id") + ((k + 1) << 40))
         parts.append(td)
     raw_expert = load_transitions(expert_id, download=download)
-    _check_finite(raw_expert, expert_id)
-    expert_td = _select_episodes(raw_expert, n_expert_trajectories, expert_id).clone()
+    check_finite(raw_expert, expert_id)
+    expert_td = select_episodes(raw_expert, n_expert_trajectories, expert_id).clone()
     _set_target_reward(expert_td, target, expert_id)
     expert_td.set("source", torch.full((expert_td.shape[0],), len(names), dtype=torch.int64))
     names.append(f"{target} expert ({n_expert_trajectories} traj.)")

@@ -20,7 +20,7 @@ walker2d-run-backward      ``-x_velocity + reward_ctrl + reward_survive`` (Walke
 ``reward_ctrl`` is the environment's own control cost (``-0.1 |a|²`` for HalfCheetah,
 ``-0.001 |a|²`` for Walker2d) and ``reward_survive`` its healthy reward (1 per step while
 healthy; Walker2d still terminates when it falls). Where a task is one of the environment's own
-rewards (keyword arguments of ``gym.make``), :func:`make_task_env` passes those arguments and the
+rewards (keyword arguments of ``gym.make``), :func:`torchrl_rgm.data.envs.make_env` passes those arguments and the
 function above equals the environment's reward step for step (tested); for the others
 (``jump``) the :class:`TaskRewardWrapper` computes it. Following Conservative Data Sharing
 (Yu et al., 2021), which used walker2d run-forward / run-backward / jump.
@@ -34,7 +34,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-__all__ = ["Task", "TASKS", "TaskRewardWrapper", "get_task", "make_task_env", "task_reward"]
+__all__ = ["Task", "TASKS", "TaskRewardWrapper", "get_task", "task_reward"]
 
 JUMP_HEIGHT_WEIGHT = 15.0
 
@@ -138,14 +138,3 @@ class TaskRewardWrapper(gym.Wrapper):
         info = self._with_height(info)
         info["env_reward"] = float(env_reward)
         return obs, float(self.task.reward(info)), term, trunc, info
-
-
-def make_task_env(key: str, **kwargs) -> gym.Env:
-    """The environment of task ``key``, made with its ``env_kwargs``, wrapped in :class:`TaskRewardWrapper`.
-
-    ``kwargs`` go to ``gym.make`` and override the task's ``env_kwargs``.
-    """
-    from .envs import env_id
-
-    task = get_task(key)
-    return TaskRewardWrapper(gym.make(env_id(task.env), **{**task.env_kwargs, **kwargs}), task)

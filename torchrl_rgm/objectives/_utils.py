@@ -8,6 +8,8 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 
+from .divergences import get_divergence
+
 
 class MissingKeyError(KeyError):
     """A declared entry is missing from the input TensorDict (printed as plain text, not repr)."""
@@ -82,8 +84,6 @@ def next_key(key: NestedKey) -> tuple:
 
 def set_dice_hyperparameters(loss, *, divergence, alpha, gamma, res_scale, advantage_clip) -> None:
     """Validate and store the hyper-parameters shared by the two levels of RGM."""
-    from .divergences import get_divergence
-
     loss.divergence = get_divergence(divergence)
     loss.alpha = check_positive("alpha", alpha)
     loss.gamma = check_gamma(gamma)

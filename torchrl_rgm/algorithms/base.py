@@ -1,0 +1,161 @@
+"""What an algorithm is to a recipe: :class:`Algorithm` (what it needs, how it builds its update) and
+:class:`Learner` (what it trains), and the registry the recipes choose from by ``algo.name``.
+
+Adding an algorithm is one module in this package that subclasses :class:`Algorithm` and decorates it with
+:func:`register`, plus one config file ``recipes/config/algo/<name>.yaml`` (docs: "Adding an algorithm").
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from tensordict import TensorDictBase
+
+from ..modules import make_discriminator
+from ..objectives import DiscriminatorLoss
+from ..train import log_density_ratio, pretrain_discriminator
+
+__all__ = ["Algorithm", "Learner", "AlgorithmError", "register", "get_algorithm", "ALGORITHMS", "check_positive"]
+
+
+class AlgorithmError(ValueError):
+    """An unknown algorithm or an invalid field of its configuration (``algo.*``)."""
+
+
+@dataclass
+class Learner:
+    """What one run trains: its networks by name (all checkpointed), the update step, the actor it evaluates.
+
+    ``losses`` are the loss modules whose own state is checkpointed (RGM's entropy coefficient);
+    ``discriminator_loss`` is set for the algorithms that weight the data by the expert discriminator;
+    ``correction`` is RGM's Δr network when it learns one.
+    """
+
+    actor: torch.nn.Module
+    update: Callable
+    networks: dict[str, torch.nn.Module]
+    losses: dict[str, torch.nn.Module] = field(default_factory=dict)
+    discriminator_loss: DiscriminatorLoss | None = None
+    correction: torch.nn.Module | None = None
+
+    def state_dict(self) -> dict:
+        """Networks, loss modules and the update's optimiser/schedule states (a checkpoint's training part)."""
+        return {"networks": {k: v.state_dict() for k, v in self.networks.items()},
+                **{k: v.state_dict() for k, v in self.losses.items()}, "update": self.update.state_dict()}
+
+    def load_networks(self, state: dict) -> None:
+        """The networks of :meth:`state_dict` (e.g. a finished run's ``checkpoint.pt``); the discriminator stays frozen."""
+        for k, sd in state["networks"].items():
+            self.networks[k].load_state_dict(sd)
+        if self.discriminator_loss is not None:
+            self.discriminator_loss.discriminator_network.requires_grad_(False)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.load_networks(state)
+        for k, loss in self.losses.items():
+            loss.load_state_dict(state[k])
+        self.update.load_state_dict(state["update"])
+
+
+class Algorithm:
+    """An offline learner the recipes can train. Subclasses set the class attributes and :meth:`build`.
+
+    ``reads_reward``: whether the dataset's reward reaches the learner (one run per dataset suffices when not).
+    ``uses_discriminator``: pre-trains the expert discriminator and stores ``log_density_ratio`` in the union.
+    ``actor``: the actor it needs (``stochastic``/``deterministic``), or ``None`` to follow ``algo.actor``.
+    ``relabels``: the union is relabelled with the target task's reward (data sharing only).
+    ``compile_by_default``: what ``compile: auto`` does for it.
+    """
+
+    name: ClassVar[str]
+    reads_reward: ClassVar[bool] = True
+    uses_discriminator: ClassVar[bool] = False
+    actor: ClassVar[str | None] = None
+    relabels: ClassVar[bool] = False
+    compile_by_default: ClassVar[bool] = True
+
+    # ---- configuration ------------------------------------------------------------------------------
+    def validate(self, algo) -> None:
+        """Check ``algo.*`` (the fields this algorithm reads) before any data is loaded."""
+        if algo.get("actor", "auto") not in ("auto", "deterministic", "stochastic"):
+            raise AlgorithmError(f"Unknown algo.actor {algo.actor!r}; valid choices are "
+                                 "['auto', 'deterministic', 'stochastic'].")
+        if self.actor and algo.get("actor", "auto") not in ("auto", self.actor):
+            raise AlgorithmError(f"algo={self.name} needs a {self.actor} actor; got algo.actor={algo.actor}. "
+                                 f"Use algo.actor={self.actor} (or auto).")
+        check_positive(algo, "batch_size", "actor_lr")
+        if self.uses_discriminator:
+            check_positive(algo, "discriminator_lr")
+
+    def stochastic_actor(self, cfg) -> bool:
+        """The actor it trains: what it needs, else ``algo.actor``, else the environment's choice."""
+        kind = self.actor or cfg.algo.get("actor", "auto")
+        return bool(cfg.env.stochastic_actor) if kind == "auto" else kind == "stochastic"
+
+    def compile(self, cfg) -> bool:
+        return cfg.compile is True or (cfg.compile == "auto" and self.compile_by_default)
+
+    # ---- training -----------------------------------------------------------------------------------
+    def build(self, cfg, data, device) -> Learner:
+        """Networks, losses and the update step on ``device`` for ``data`` (an :class:`~torchrl_rgm.data.RGMData`)."""
+        raise NotImplementedError
+
+    def make_discriminator_loss(self, cfg, data, device) -> DiscriminatorLoss:
+        a = cfg.algo
+        net = make_discriminator(data.obs_dim, data.action_dim, state_only=a.state_only_discriminator,
+                                 hidden=tuple(a.hidden), device=device)
+        return DiscriminatorLoss(net, gradient_penalty=a.gradient_penalty)
+
+    def pretrain(self, cfg, learner: Learner, data, generator: torch.Generator, device) -> list[float]:
+        """Pre-train and freeze the discriminator (expert vs union); the loss history, empty without one."""
+        if learner.discriminator_loss is None:
+            return []
+        return pretrain_discriminator(learner.discriminator_loss, data.union, data.expert,
+                                      steps=cfg.budget.discriminator_steps, batch_size=cfg.algo.batch_size,
+                                      lr=cfg.algo.discriminator_lr, generator=generator, device=device)
+
+    def prepare_union(self, cfg, learner: Learner, union: TensorDictBase, device) -> TensorDictBase:
+        """The union as the update samples it: with the frozen discriminator's ``log_density_ratio`` if used."""
+        if learner.discriminator_loss is not None:
+            union.set("log_density_ratio", log_density_ratio(learner.discriminator_loss, union, device=device,
+                                                             normalize=cfg.algo.normalize_density_ratio))
+        return union
+
+    def seen_reward(self, data, union: TensorDictBase) -> torch.Tensor:
+        """The reward the learner saw per transition of the prepared ``union``, in the data's units."""
+        return union.get(("next", "reward")) * data.reward_std + data.reward_mean
+
+    def extraction_weights(self, cfg, learner: Learner, union: TensorDictBase, initial_observation,
+                           device) -> torch.Tensor | None:
+        """Per transition of ``union``, the weight policy extraction gives it (``None``: no such weight)."""
+        return None
+
+
+#: Every registered algorithm by name (``algo.name``).
+ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def register(cls: type[Algorithm]) -> type[Algorithm]:
+    """Class decorator: make ``cls`` available to the recipes as ``algo=<cls.name>``."""
+    if cls.name in ALGORITHMS:
+        raise AlgorithmError(f"Two algorithms are named {cls.name!r}.")
+    ALGORITHMS[cls.name] = cls()
+    return cls
+
+
+def get_algorithm(name: str) -> Algorithm:
+    """The registered algorithm ``name``; an unknown one is reported with the valid names."""
+    if name not in ALGORITHMS:
+        raise AlgorithmError(f"Unknown algorithm {name!r}; valid choices are {sorted(ALGORITHMS)}.")
+    return ALGORITHMS[name]
+
+
+def check_positive(algo, *names: str) -> None:
+    """Each ``algo.<name>`` must be a finite number > 0."""
+    for name in names:
+        value = algo.get(name)
+        if value is None or not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
+            raise AlgorithmError(f"algo.{name} must be > 0, got {value}.")

@@ -1,0 +1,93 @@
+"""RGM (Li et al., ICLR 2023): the reward correction Δr (upper level) and the DICE lower level with weighted
+BC, on the union with the imperfect reward, weighted by the frozen expert discriminator."""
+from __future__ import annotations
+
+import torch
+
+from ..modules import make_actor, make_reward_correction_network, make_value_network
+from ..objectives import DIVERGENCES, RewardCorrectionLoss, RGMLoss
+from ..diagnostics import transition_diagnostics
+from ..train import RGMUpdate
+from .base import Algorithm, AlgorithmError, Learner, check_positive, register
+
+__all__ = ["RGM", "PAPER_CORRECTION_LR", "PAPER_UPDATES", "correction_lr", "correction_horizon"]
+
+#: The authors' Δr schedule: Adam at 3e-7, cosine-annealed over 1e6 updates.
+PAPER_CORRECTION_LR, PAPER_UPDATES = 3e-7, 1_000_000
+CORRECTION_LR_SCHEDULES = ("rescaled", "paper")
+
+
+def correction_lr(cfg) -> float:
+    """Δr's learning rate: ``algo.correction_lr`` if set; else with ``algo.correction_lr_schedule``
+    ``rescaled`` the paper's 3e-7 scaled so that a shorter budget moves Δr as far
+    (``3e-7 * 1e6 / budget.updates``), with ``paper`` the paper's 3e-7 itself."""
+    if cfg.algo.correction_lr is not None:
+        return float(cfg.algo.correction_lr)
+    if cfg.algo.get("correction_lr_schedule", "rescaled") == "paper":
+        return PAPER_CORRECTION_LR
+    return PAPER_CORRECTION_LR * PAPER_UPDATES / cfg.budget.updates
+
+
+def correction_horizon(cfg) -> int:
+    """The updates over which Δr's learning rate is cosine-annealed: the budget, or the paper's 1e6
+    with ``algo.correction_lr_schedule=paper`` (a shorter run then ends early on the same schedule)."""
+    return PAPER_UPDATES if cfg.algo.get("correction_lr_schedule", "rescaled") == "paper" else cfg.budget.updates
+
+
+@register
+class RGM(Algorithm):
+    """Reads the reward, corrects it by Δr bounded by ``res_scale``; ``algo.correction=false`` drops the upper level."""
+
+    name = "rgm"
+    uses_discriminator = True
+    learns_correction = True  # SMODICE: False
+
+    def validate(self, algo) -> None:
+        super().validate(algo)
+        if algo.divergence not in DIVERGENCES:
+            raise AlgorithmError(f"Unknown divergence {algo.divergence!r}; valid choices are {sorted(DIVERGENCES)}.")
+        check_positive(algo, "alpha", "value_lr")
+        if not 0 < algo.gamma < 1:
+            raise AlgorithmError(f"algo.gamma must lie in (0, 1), got {algo.gamma}.")
+        if self.learns_correction:
+            if algo.correction_lr is not None and not algo.correction_lr > 0:
+                raise AlgorithmError(f"algo.correction_lr must be > 0 or null, got {algo.correction_lr}.")
+            if algo.res_scale < 0:
+                raise AlgorithmError(f"algo.res_scale must be ≥ 0, got {algo.res_scale}.")
+            schedule = algo.get("correction_lr_schedule", "rescaled")
+            if schedule not in CORRECTION_LR_SCHEDULES:
+                raise AlgorithmError(f"Unknown algo.correction_lr_schedule {schedule!r}; valid choices are "
+                                     f"{sorted(CORRECTION_LR_SCHEDULES)}.")
+
+    def build(self, cfg, data, device) -> Learner:
+        a, hidden = cfg.algo, tuple(cfg.algo.hidden)
+        obs_dim, act_dim = data.obs_dim, data.action_dim
+        value = make_value_network(obs_dim, hidden, device=device)
+        actor = make_actor(obs_dim, act_dim, stochastic=self.stochastic_actor(cfg), hidden=hidden, device=device)
+        learn_correction = self.learns_correction and a.get("correction", True)
+        correction = (make_reward_correction_network(obs_dim, act_dim, hidden, device=device,
+                                                     zero_init=bool(a.get("correction_zero_init", False)))
+                      if learn_correction else None)
+        discriminator_loss = self.make_discriminator_loss(cfg, data, device)
+        shared = dict(divergence=a.divergence, alpha=a.alpha, gamma=a.gamma, advantage_clip=a.advantage_clip,
+                      res_scale=a.res_scale if learn_correction else 0.0)
+        rgm_loss = RGMLoss(value, actor, correction, weight_clip=a.weight_clip, normalize_weights=a.normalize_weights,
+                           action_dim=act_dim, **shared)
+        correction_loss = (RewardCorrectionLoss(correction, value, normalize_weights=a.correction_normalize_weights,
+                                                **shared) if correction is not None else None)
+        update = RGMUpdate(
+            rgm_loss, correction_loss, value_lr=a.value_lr, value_weight_decay=a.value_weight_decay,
+            actor_lr=a.actor_lr, correction_total_steps=correction_horizon(cfg) if correction is not None else None,
+            correction_lr=correction_lr(cfg) if correction is not None else 0.0,
+            correction_weight_decay=a.get("correction_weight_decay", 0.0), total_steps=cfg.budget.updates,
+            compile=self.compile(cfg), compile_mode=cfg.compile_mode, device=device,
+            autocast_dtype=torch.bfloat16 if cfg.precision == "bfloat16" else None)
+        networks = {"value": value, "actor": actor, **({"correction": correction} if correction is not None else {}),
+                    "discriminator": discriminator_loss.discriminator_network}
+        return Learner(actor=actor, update=update, networks=networks, losses={"rgm_loss": rgm_loss},
+                       discriminator_loss=discriminator_loss, correction=correction)
+
+    def extraction_weights(self, cfg, learner, union, initial_observation, device):
+        """The learnt visitation ratio ``w = d^π/d^D``, clipped at ``weight_clip`` as the actor's loss clips it."""
+        w = transition_diagnostics(learner.losses["rgm_loss"], union, initial_observation, device)["visitation_weight"]
+        return w.clamp(max=cfg.algo.weight_clip)
