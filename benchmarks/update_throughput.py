@@ -23,7 +23,7 @@ from torchrl_rgm.modules import (
     make_reward_correction_network,
     make_value_network,
 )
-from torchrl_rgm.objectives import RewardCorrectionLoss, RGMLoss
+from torchrl_rgm.objectives import RGMLoss
 from torchrl_rgm.report import write_json
 from torchrl_rgm.baselines import IQLUpdate, TD3BCUpdate, WeightedBCUpdate, make_qvalue_network
 from torchrl_rgm.train import BCUpdate, RGMUpdate
@@ -112,8 +112,7 @@ def package_update(device, compile: bool, autocast_dtype=None, compile_mode=None
     correction = make_reward_correction_network(OBS, ACT).to(device)
     actor = make_actor(OBS, ACT).to(device)
     rgm = RGMLoss(value, actor, correction, alpha=ALPHA, gamma=GAMMA, res_scale=RES_SCALE)
-    upper = RewardCorrectionLoss(correction, value, alpha=ALPHA, gamma=GAMMA, res_scale=RES_SCALE)
-    return RGMUpdate(rgm, upper, compile=compile, compile_mode=compile_mode, device=device,
+    return RGMUpdate(rgm, compile=compile, compile_mode=compile_mode, device=device,
                      autocast_dtype=autocast_dtype)
 
 

@@ -68,19 +68,15 @@ def correction_rank_correlation(correction, out_key, union: TensorDictBase, true
 @torch.no_grad()
 def transition_diagnostics(rgm_loss, union: TensorDictBase, initial_observation: torch.Tensor, device="cpu",
                            chunk: int = 65536) -> dict:
-    """Per transition of ``union``, from a trained :class:`~torchrl_rgm.objectives.RGMLoss`: the corrected
-    reward ``r + Δr`` (learner's units; ``r`` without a correction network) and the visitation weight
-    ``w = d^π/d^D`` of the lower level."""
-    keys = rgm_loss.tensor_keys
+    """Per transition of ``union``, from a trained :class:`~torchrl_rgm.objectives.RGMLoss`
+    (:meth:`~torchrl_rgm.objectives.RGMLoss.transition_values` in chunks): the corrected reward ``r + Δr``
+    (learner's units; ``r`` without a correction network) and the visitation weight ``w = d^π/d^D``."""
     corrected, weight = [], []
     init = initial_observation.to(device)
     for start in range(0, union.shape[0], chunk):
         batch = union[start:start + chunk].to_tensordict().to(device)
         batch.set("initial_observation", init[torch.arange(batch.shape[0], device=device) % init.shape[0]])
-        rgm_loss(batch)
-        r = batch.get(keys.reward).reshape(-1, 1)
-        delta = (batch.get(keys.reward_correction) if rgm_loss.reward_correction_network is not None
-                 else torch.zeros_like(r))
-        corrected.append((r + delta).cpu())
-        weight.append(batch.get(keys.visitation_weight).reshape(-1, 1).cpu())
+        values = rgm_loss.transition_values(batch)
+        corrected.append(values.get("corrected_reward").reshape(-1, 1).cpu())
+        weight.append(values.get("visitation_weight").reshape(-1, 1).cpu())
     return {"corrected_reward": torch.cat(corrected), "visitation_weight": torch.cat(weight)}

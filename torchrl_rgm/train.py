@@ -8,7 +8,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.objectives import BCLoss
 
 from .atomic import atomic_path
-from .objectives import RewardCorrectionLoss, RGMLoss
+from .objectives import RGMLoss
 
 __all__ = ["RGMUpdate", "BCUpdate", "pretrain_discriminator", "log_density_ratio", "TransitionSampler",
            "save_checkpoint", "load_checkpoint"]
@@ -62,16 +62,13 @@ class RGMUpdate(_OptimizerStep):
     """One RGM update with the discriminator frozen: reward correction + value + actor.
 
     All losses are computed in one pass (:class:`~torchrl_rgm.objectives.rgm.RGMLoss` evaluates ``V``
-    once on the stacked ``[s0; s; s']``,
-    :class:`~torchrl_rgm.objectives.reward_correction.RewardCorrectionLoss` reuses it), summed and
-    back-propagated once: the losses are gradient-isolated (each ``loss_*``
-    reaches only its own network), so one backward gives every network exactly its
-    own gradient. No host synchronisation happens in a call; the
-    returned metrics are detached tensors.
+    once on the stacked ``[s0; s; s']``), summed and back-propagated once: the losses are gradient-isolated
+    (each ``loss_*`` reaches only its own network), so one backward gives every network exactly its
+    own gradient, and each network's optimiser group has its own learning rate and schedule. No host
+    synchronisation happens in a call; the returned metrics are detached tensors.
 
     Args:
-        rgm_loss: the lower level.
-        correction_loss: the upper level, or ``None`` to train without correction
+        rgm_loss: both levels; without a reward-correction network, the lower level alone
             (e.g. SMODICE-style, zero reward).
 
     Keyword Args:
@@ -92,7 +89,6 @@ class RGMUpdate(_OptimizerStep):
     def __init__(
         self,
         rgm_loss: RGMLoss,
-        correction_loss: RewardCorrectionLoss | None = None,
         *,
         value_lr: float = 3e-4,
         value_weight_decay: float = 1e-4,
@@ -111,25 +107,15 @@ class RGMUpdate(_OptimizerStep):
             raise ValueError(f"total_steps must be ≥ 1, got {total_steps}.")
         if correction_total_steps is not None and correction_total_steps < 1:
             raise ValueError(f"correction_total_steps must be ≥ 1 or None, got {correction_total_steps}.")
-        if correction_loss is not None and (
-            rgm_loss.reward_correction_network is not correction_loss.reward_correction_network
-            or rgm_loss.value_network is not correction_loss.value_network
-        ):
-            raise ValueError(
-                "RGMLoss and RewardCorrectionLoss must share the same value and reward-correction "
-                "networks: build RGMLoss(value, actor, correction_net) and "
-                "RewardCorrectionLoss(correction_net, value)."
-            )
         self.rgm_loss = rgm_loss
-        self.correction_loss = correction_loss
         # One optimiser with a parameter group per network: a single fused Adam kernel per step.
         groups = [
             ("value", rgm_loss.value_network.parameters(), value_lr, value_weight_decay, False),
             ("actor", rgm_loss.actor_network.parameters(), actor_lr, 0.0, True),
         ]
-        if correction_loss is not None:
+        if rgm_loss.reward_correction_network is not None:
             groups.append(
-                ("reward_correction", correction_loss.reward_correction_network.parameters(),
+                ("reward_correction", rgm_loss.reward_correction_network.parameters(),
                  correction_lr, correction_weight_decay, True)
             )
         if rgm_loss.learn_entropy_coef:
@@ -155,8 +141,6 @@ class RGMUpdate(_OptimizerStep):
             self.device_type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
         ):
             metrics = self.rgm_loss(batch)
-            if self.correction_loss is not None:
-                metrics.update(self.correction_loss(batch))
         total = sum(v for k, v in metrics.items() if k.startswith("loss_"))
         return total, metrics
 

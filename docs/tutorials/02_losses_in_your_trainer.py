@@ -2,17 +2,19 @@
 RGM losses in your own trainer
 ==============================
 
-The recipe is one way to train RGM. The method itself is three TorchRL
-:class:`~torchrl.objectives.LossModule` s over TensorDicts, and this tutorial writes the training
-loop around them by hand:
+The recipe is one way to train RGM. The method itself is two TorchRL
+:class:`~torchrl.objectives.LossModule` s over TensorDicts, and this tutorial writes a plain TorchRL training
+loop around them — a TorchRL replay buffer, the losses, torch optimisers — with nothing from the package's
+own update class:
 
 * :class:`~torchrl_rgm.objectives.DiscriminatorLoss` — expert against union, pre-trained then
   frozen; its logit is :math:`\\log d^E/d^D`;
-* :class:`~torchrl_rgm.objectives.RewardCorrectionLoss` — the upper level, moves :math:`\\Delta r`;
-* :class:`~torchrl_rgm.objectives.RGMLoss` — the lower level, the DICE value and the weighted
-  behaviour cloning of the actor.
+* :class:`~torchrl_rgm.objectives.RGMLoss` — both levels on one batch: the DICE value and the weighted
+  behaviour cloning of the actor (lower level) and the reward correction :math:`\\Delta r` (upper level),
+  returned as ``loss_value``, ``loss_actor`` and ``loss_reward_correction`` the way TorchRL's ``SACLoss``
+  returns ``loss_qvalue``, ``loss_actor`` and ``loss_alpha``.
 
-Like every TorchRL loss, none of them steps an optimiser: the loop below does.
+Like every TorchRL loss, neither steps an optimiser: the loop below does.
 """
 
 # %%
@@ -29,7 +31,10 @@ from torchrl_rgm.data import load_rgm_data
 from torchrl_rgm.data.build import build_missing, dataset_id
 from torchrl_rgm.envs import evaluate, make_policy_fn
 from torchrl_rgm.modules import make_actor, make_discriminator, make_reward_correction_network, make_value_network
-from torchrl_rgm.objectives import DiscriminatorLoss, RewardCorrectionLoss, RGMLoss
+from tensordict import TensorDict
+from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+
+from torchrl_rgm.objectives import DiscriminatorLoss, RGMLoss
 
 torch.manual_seed(0)
 NAMESPACE, ENV = "rgm-tutorial", "hopper"
@@ -79,18 +84,18 @@ print(f"mean log d^E/d^D: expert transitions {log_ratio[is_expert].mean():+.2f},
       f"the others {log_ratio[~is_expert].mean():+.2f}")
 
 # %%
-# The two levels
-# --------------
-# The lower level reads the value network :math:`V(s)`, the actor and (optionally) the correction
-# network; the upper level shares the same :math:`V` and correction network. Defaults are the
-# paper's: KL divergence, :math:`\alpha = 0.5`, :math:`\gamma = 0.99`, ``res_scale = 3``.
+# The loss
+# --------
+# :class:`~torchrl_rgm.objectives.RGMLoss` reads the value network :math:`V(s)`, the actor and (optionally)
+# the correction network. Defaults are the paper's: KL divergence, :math:`\alpha = 0.5`,
+# :math:`\gamma = 0.99`, ``res_scale = 3``. Its keys follow TorchRL's conventions — ``reward`` and ``done``
+# are read under ``"next"`` — and its ``in_keys`` come from its networks; ``loss.set_keys(observation=...)``
+# renames an entry for the loss and every network it calls.
 value = make_value_network(data.obs_dim)
 actor = make_actor(data.obs_dim, data.action_dim)  # deterministic; stochastic=True: tanh-Gaussian
 correction = make_reward_correction_network(data.obs_dim, data.action_dim)
-lower = RGMLoss(value, actor, correction)
-upper = RewardCorrectionLoss(correction, value)
-print("RGMLoss reads", lower.in_keys)
-print("RewardCorrectionLoss writes", upper.out_keys)
+loss_module = RGMLoss(value, actor, correction)
+print("RGMLoss reads", loss_module.in_keys)
 
 # %%
 # One optimiser per network, as in the paper: Adam for :math:`V` (weight decay 1e-4), the actor, and
@@ -104,24 +109,26 @@ optimizers = {
 }
 
 # %%
-# A batch is a slice of the union plus a batch of initial observations (the value loss's
-# :math:`(1-\gamma)\,\mathbb{E}_{\mu_0}[V(s_0)]` term). Calling ``lower`` writes :math:`V(s)`,
-# :math:`V(s')`, :math:`\Delta r` and the visitation weight :math:`w` into the batch, and ``upper``
-# reuses them. The losses are *gradient-isolated*: ``loss_value`` reaches only :math:`V`,
-# ``loss_actor`` only the actor and ``loss_reward_correction`` only :math:`\Delta r`. Let us check
-# that on one batch before relying on it.
-generator = torch.Generator().manual_seed(0)
+# Two TorchRL replay buffers: the union's transitions, and the initial observations :math:`\mu_0` (the
+# value loss's :math:`(1-\gamma)\,\mathbb{E}_{\mu_0}[V(s_0)]` term). A batch is one draw of each.
+# The loss writes nothing into the batch. Its terms are *gradient-isolated*: ``loss_value`` reaches only
+# :math:`V`, ``loss_actor`` only the actor and ``loss_reward_correction`` only :math:`\Delta r`. Let us
+# check that on one batch before relying on it.
+BATCH = 512
+transitions = TensorDictReplayBuffer(storage=LazyTensorStorage(len(union)), batch_size=BATCH)
+transitions.extend(union)
+starts = TensorDictReplayBuffer(storage=LazyTensorStorage(len(data.initial_observation)), batch_size=BATCH)
+starts.extend(TensorDict({"initial_observation": data.initial_observation}, [len(data.initial_observation)]))
 
 
-def sample(batch_size=512):
-    batch = union[torch.randint(len(union), (batch_size,), generator=generator)]
-    mu0 = data.initial_observation
-    batch.set("initial_observation", mu0[torch.randint(len(mu0), (batch_size,), generator=generator)])
+def sample():
+    batch = transitions.sample()
+    batch.set("initial_observation", starts.sample()["initial_observation"])
     return batch
 
 
 batch = sample()
-losses = {**lower(batch), **upper(batch)}
+losses = loss_module(batch)
 for name in ("loss_value", "loss_actor", "loss_reward_correction"):
     grads = torch.autograd.grad(losses[name], [*value.parameters(), *actor.parameters(), *correction.parameters()],
                                 retain_graph=True, allow_unused=True)
@@ -134,9 +141,7 @@ for name in ("loss_value", "loss_actor", "loss_reward_correction"):
 # So one backward of the sum gives every network exactly its own gradient. The loop:
 history = []
 for step in range(1, UPDATES + 1):
-    batch = sample()
-    metrics = lower(batch)
-    metrics.update(upper(batch))
+    metrics = loss_module(sample())
     total = metrics["loss_value"] + metrics["loss_actor"] + metrics["loss_reward_correction"]
     for opt in optimizers.values():
         opt.zero_grad()
@@ -179,12 +184,12 @@ print(f"returns {returns.round(0)} → normalised score {scores.mean():.1f} ± {
 # %%
 # In the library
 # --------------
-# :class:`~torchrl_rgm.train.RGMUpdate` is this loop's body as one object: the same losses in one
+# :class:`~torchrl_rgm.train.RGMUpdate` is this loop's body as one object: the same loss in one
 # pass, one fused Adam with a parameter group per network, cosine schedules for the actor and
 # :math:`\Delta r`, no host synchronisation, and optionally :func:`torch.compile`:
 #
 # .. code-block:: python
 #
 #    from torchrl_rgm.train import RGMUpdate
-#    update = RGMUpdate(lower, upper, correction_lr=3e-7 * 1e6 / UPDATES, total_steps=UPDATES, compile=True)
+#    update = RGMUpdate(loss_module, correction_lr=3e-7 * 1e6 / UPDATES, total_steps=UPDATES, compile=True)
 #    metrics = update(sample())

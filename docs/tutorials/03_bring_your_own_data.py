@@ -159,7 +159,7 @@ fig.tight_layout()
 from torchrl_rgm.data import load_rgm_data
 from torchrl_rgm.envs import evaluate, make_policy_fn
 from torchrl_rgm.modules import make_actor, make_discriminator, make_reward_correction_network, make_value_network
-from torchrl_rgm.objectives import DiscriminatorLoss, RewardCorrectionLoss, RGMLoss
+from torchrl_rgm.objectives import DiscriminatorLoss, RGMLoss
 from torchrl_rgm.train import RGMUpdate, TransitionSampler, log_density_ratio, pretrain_discriminator
 
 torch.manual_seed(0)
@@ -174,8 +174,7 @@ union.set("log_density_ratio", log_density_ratio(discriminator_loss, union, norm
 UPDATES = 1000
 value, actor = make_value_network(obs_dim), make_actor(obs_dim, act_dim)
 correction = make_reward_correction_network(obs_dim, act_dim)
-update = RGMUpdate(RGMLoss(value, actor, correction), RewardCorrectionLoss(correction, value),
-                   correction_lr=3e-7 * 1e6 / UPDATES, total_steps=UPDATES)
+update = RGMUpdate(RGMLoss(value, actor, correction), correction_lr=3e-7 * 1e6 / UPDATES, total_steps=UPDATES)
 sampler = TransitionSampler(union, data.initial_observation, batch_size=512, seed=0)
 for step in range(UPDATES):
     metrics = update(sampler.sample())

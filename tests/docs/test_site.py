@@ -195,7 +195,7 @@ def test_equations_render_offline(visits):
     api = visits["api"]
     assert api["math_source"] >= 4, "the objectives page lost its equations"
     assert api["math_rendered"] >= api["math_source"], api
-    assert "RGMLoss" in api["text"] and "RewardCorrectionLoss" in api["text"]
+    assert "RGMLoss" in api["text"] and "reward_correction_objective" in api["text"]
 
 
 def test_tutorial_page_shows_its_executed_output(visits, site):

@@ -2,7 +2,7 @@
 import pytest
 
 from torchrl_rgm.modules import make_actor, make_reward_correction_network, make_value_network
-from torchrl_rgm.objectives import RewardCorrectionLoss, RGMLoss
+from torchrl_rgm.objectives import RGMLoss
 
 from ..conftest import ACT, OBS, random_batch
 
@@ -34,7 +34,7 @@ def test_bad_hyper_parameters_fail_at_construction(nets, kwargs, match):
     with pytest.raises(ValueError, match=match):
         RGMLoss(value, actor, correction, **kwargs)
     with pytest.raises(ValueError, match=match):
-        RewardCorrectionLoss(correction, value, **kwargs)
+        RGMLoss(value, actor, **kwargs)
 
 
 def test_bad_entropy_settings(nets):
@@ -62,7 +62,8 @@ def test_missing_log_density_ratio(nets):
     td = random_batch(8)
     del td["log_density_ratio"]
     with pytest.raises(KeyError, match="log_density_ratio"):
-        RewardCorrectionLoss(correction, value)(td)
+        RGMLoss(value, make_actor(OBS, ACT, hidden=(8,)), correction)(td)
+    assert "loss_value" in RGMLoss(value, make_actor(OBS, ACT, hidden=(8,)))(td).keys()  # without Δr it is not read
 
 
 def test_renamed_keys_are_used(nets):

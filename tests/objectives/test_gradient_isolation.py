@@ -9,7 +9,7 @@ from torchrl_rgm.modules import (
     make_reward_correction_network,
     make_value_network,
 )
-from torchrl_rgm.objectives import DiscriminatorLoss, RewardCorrectionLoss, RGMLoss
+from torchrl_rgm.objectives import DiscriminatorLoss, RGMLoss
 
 from ..conftest import ACT, OBS, random_batch
 
@@ -18,14 +18,13 @@ def build(stochastic):
     value = make_value_network(OBS, hidden=(32, 32))
     actor = make_actor(OBS, ACT, stochastic=stochastic, hidden=(32, 32))
     correction = make_reward_correction_network(OBS, ACT, hidden=(32, 32))
-    lower = RGMLoss(value, actor, correction)
-    upper = RewardCorrectionLoss(correction, value)
+    loss = RGMLoss(value, actor, correction)
     owners = {
         "loss_value": value,
         "loss_actor": actor,
         "loss_reward_correction": correction,
     }
-    return lower, upper, owners, [value, actor, correction]
+    return loss, owners, [value, actor, correction]
 
 
 def grads_by_network(networks, extra=()):
@@ -46,39 +45,40 @@ def zero(*params_sources):
 
 
 @pytest.mark.parametrize("stochastic", [False, True])
-@pytest.mark.parametrize("reuse", [True, False], ids=["shared-pass", "standalone"])
-def test_each_loss_reaches_only_its_network(stochastic, reuse):
-    lower, upper, owners, networks = build(stochastic)
-    upper.reuse = reuse
-    extra = [lower.log_entropy_coef] if lower.learn_entropy_coef else []
+@pytest.mark.parametrize("per_term", [False, True], ids=["one-pass", "per-term-method"])
+def test_each_loss_reaches_only_its_network(stochastic, per_term):
+    loss, owners, networks = build(stochastic)
+    extra = [loss.log_entropy_coef] if loss.learn_entropy_coef else []
     keys = ["loss_value", "loss_actor", "loss_reward_correction"] + (["loss_entropy_coef"] if extra else [])
+    methods = {"loss_value": loss.value_loss, "loss_actor": loss.actor_loss,
+               "loss_reward_correction": loss.reward_correction_loss}
     for key in keys:
-        zero(lower, upper)
+        zero(loss)
         td = random_batch()
-        out = lower(td)
-        out.update(upper(td))
-        out[key].backward()
+        term = methods[key](td) if per_term and key in methods else loss(td)[key]
+        term.backward()
         touched = grads_by_network(networks, extra)
         expected = [len(networks)] if key == "loss_entropy_coef" else [networks.index(owners[key])]
         assert touched == expected, (key, touched)
 
 
 def test_every_parameter_of_the_owner_receives_gradient():
-    lower, upper, owners, _ = build(stochastic=False)
+    loss, owners, _ = build(stochastic=False)
     for key, net in owners.items():
-        zero(lower, upper)
+        zero(loss)
         td = random_batch()
-        out = lower(td)
-        out.update(upper(td))
-        out[key].backward()
+        loss(td)[key].backward()
         for name, p in net.named_parameters():
             assert p.grad is not None and p.grad.abs().sum() > 0, (key, name)
 
 
-def test_correction_loss_does_not_own_the_value_network():
-    _, upper, _, _ = build(stochastic=False)
-    names = [n for n, _ in upper.named_parameters()]
-    assert names and all(n.startswith("reward_correction_network.") for n in names)
+def test_the_loss_writes_nothing_into_its_input():
+    loss, _, _ = build(stochastic=True)
+    td = random_batch()
+    before = set(td.keys(True, True))
+    loss(td)
+    loss.transition_values(td)
+    assert set(td.keys(True, True)) == before
 
 
 def test_without_correction_network_reward_is_used_as_is():

@@ -6,7 +6,7 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torch import nn
 
-from torchrl_rgm.objectives import RewardCorrectionLoss, RGMLoss
+from torchrl_rgm.objectives import RGMLoss
 
 from .tabular import TabularMDP, minimise_value_loss
 
@@ -46,16 +46,14 @@ def test_training_the_correction_moves_the_visitation_towards_the_expert(diverge
     correction_net = TensorDictModule(nn.Linear(mdp.S * mdp.A, 1, bias=False, dtype=torch.float64), ["pair"], ["logit"])
     nn.init.zeros_(correction_net.module.weight)
     actor = TensorDictModule(nn.Linear(mdp.S, mdp.A, dtype=torch.float64), ["observation"], ["action"])
-    lower = RGMLoss(value, actor, correction_net, divergence=divergence, alpha=1.0, gamma=mdp.gamma,
-                    advantage_clip=None)
-    upper = RewardCorrectionLoss(correction_net, value, divergence=divergence, alpha=1.0, gamma=mdp.gamma,
-                                 advantage_clip=None)
+    loss = RGMLoss(value, actor, correction_net, divergence=divergence, alpha=1.0, gamma=mdp.gamma,
+                   advantage_clip=None)
     opt = torch.optim.Adam(correction_net.parameters(), lr=0.05)
 
     def solve_lower():
         batch = td.clone()
-        minimise_value_loss(lower, batch, list(value.parameters()), iters=100)
-        w = batch["visitation_weight"].squeeze(-1).numpy()
+        minimise_value_loss(loss, batch, list(value.parameters()), iters=100)
+        w = loss.transition_values(batch)["visitation_weight"].squeeze(-1).numpy()
         per_pair = np.bincount(index.numpy(), weights=w, minlength=len(d_union)) / np.maximum(
             np.bincount(index.numpy(), minlength=len(d_union)), 1
         )
@@ -65,10 +63,8 @@ def test_training_the_correction_moves_the_visitation_towards_the_expert(diverge
     history = [before]
     for _ in range(15):  # two time-scales: V solved to convergence, then a few steps on Δr
         for _ in range(10):
-            batch = td.clone()
-            out = upper(batch)
             opt.zero_grad()
-            out["loss_reward_correction"].backward()
+            loss.reward_correction_loss(td.clone()).backward()
             opt.step()
         after, _ = solve_lower()
         history.append(after)
@@ -96,7 +92,9 @@ def test_normalised_weights_ignore_a_shift_of_the_whole_correction():
         ("next", "observation"): torch.randn(n, obs_dim), ("next", "reward"): torch.randn(n, 1),
         ("next", "done"): torch.zeros(n, 1, dtype=torch.bool),
         "log_density_ratio": torch.randn(n, 1) - 1.5,  # most transitions under-represented by the expert
+        "initial_observation": torch.randn(n, obs_dim),
     }, [n])
+    actor = TensorDictModule(nn.Linear(obs_dim, 1), ["observation"], ["action"])
     value = TensorDictModule(nn.Linear(obs_dim, 1), ["observation"], ["state_value"])
     shift = nn.Parameter(torch.zeros(()))
 
@@ -112,9 +110,9 @@ def test_normalised_weights_ignore_a_shift_of_the_whole_correction():
     correction = TensorDictModule(Shifted(), ["observation", "action", ("next", "reward")], ["logit"])
     grads = {}
     for normalize in (True, False):
-        loss = RewardCorrectionLoss(correction, value, divergence="kl", normalize_weights=normalize)
+        loss = RGMLoss(value, actor, correction, divergence="kl", correction_normalize_weights=normalize)
         shift.grad = None
-        loss(td.clone())["loss_reward_correction"].backward()
+        loss.reward_correction_loss(td.clone()).backward()
         grads[normalize] = shift.grad.item()
     # a pure shift of the pre-tanh output is not exactly a shift of Δr (tanh), so compare sizes
     assert abs(grads[True]) < 0.1 * abs(grads[False]), grads

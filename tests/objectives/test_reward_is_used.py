@@ -8,7 +8,7 @@ anywhere (uniform μ0) and the expert trajectory only from state 0; D^O covers e
 expert data train the "discriminator" only (the paper's union: D = D^O). The discriminator is the exact ratio
 ``d^E / d^O`` smoothed with 1% of ``d^O`` (a confident but not infinite one, as a trained classifier is).
 
-Each method runs the package's ``RGMLoss`` and ``RewardCorrectionLoss`` on tabular networks (one-hot
+Each method runs the package's ``RGMLoss`` (both levels) on tabular networks (one-hot
 features), two time-scales (the lower level solved, then Adam steps on Δr), and extracts its policy with
 ``RGMLoss``'s own weighted-BC actor loss (a linear deterministic actor on one-hot states fits the
 ``w``-weighted action frequencies, i.e. the policy's probabilities). Policies are scored exactly (policy
@@ -20,7 +20,7 @@ import torch
 from tensordict.nn import TensorDictModule
 from torch import nn
 
-from torchrl_rgm.objectives import RewardCorrectionLoss, RGMLoss
+from torchrl_rgm.objectives import RGMLoss
 
 from .tabular import TabularMDP, minimise_value_loss
 
@@ -62,12 +62,11 @@ def train_policy(mdp: TabularMDP, method: str, log_rho: np.ndarray, alpha=0.5, r
     common = dict(divergence="kl", alpha=alpha, gamma=mdp.gamma, res_scale=res_scale, advantage_clip=None)
     lower = RGMLoss(value, actor, correction, weight_clip=None, **common)
     if correction is not None:
-        upper = RewardCorrectionLoss(correction, value, **common)
         opt = torch.optim.Adam(correction.parameters(), lr=lr)
         for _ in range(outer):  # two time-scales: V solved with Δr fixed, then Δr moves with V fixed
             minimise_value_loss(lower, td.clone(), list(value.parameters()), iters=100)
             for _ in range(inner):
-                loss = upper(td.clone())["loss_reward_correction"]
+                loss = lower.reward_correction_loss(td.clone())
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -34,7 +34,7 @@ def test_dual_weights_match_primal_solution(name, f, lower, alpha, seed):
                    advantage_clip=None)
     td = mdp.batch()
     minimise_value_loss(loss, td, list(value.parameters()))
-    w_dual = td["visitation_weight"].squeeze(-1).numpy()
+    w_dual = loss.transition_values(td)["visitation_weight"].squeeze(-1).numpy()
     w_primal = mdp.primal_weights(f, alpha, lower=lower)
     assert np.max(np.abs(w_dual - w_primal)) < TOLERANCE, (w_dual, w_primal)
     # the dual's weights are a valid visitation: they satisfy the Bellman flow
@@ -50,7 +50,7 @@ def test_weights_follow_the_reward_as_alpha_shrinks():
                    advantage_clip=None)
     td = mdp.batch()
     minimise_value_loss(loss, td, list(value.parameters()))
-    w = td["visitation_weight"].view(mdp.S, mdp.A).numpy()
+    w = loss.transition_values(td)["visitation_weight"].view(mdp.S, mdp.A).numpy()
     pi_star = mdp.optimal_policy()
     visited = w.sum(1) > 1e-3
     assert visited.any()

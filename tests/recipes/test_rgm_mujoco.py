@@ -269,7 +269,7 @@ def test_paper_correction_schedule_and_zero_start():
     from tensordict import TensorDict
 
     from torchrl_rgm.modules import make_actor, make_reward_correction_network, make_value_network
-    from torchrl_rgm.objectives import RewardCorrectionLoss, RGMLoss
+    from torchrl_rgm.objectives import RGMLoss
     from torchrl_rgm.objectives.rgm import reward_correction
     from torchrl_rgm.train import RGMUpdate
 
@@ -278,7 +278,7 @@ def test_paper_correction_schedule_and_zero_start():
     td = TensorDict({"observation": torch.randn(5, 4), "action": torch.rand(5, 2),
                      ("next", "reward"): torch.randn(5, 1)}, [5])
     assert torch.equal(reward_correction(correction, "reward_correction_logit", td, 3.0), torch.zeros(5, 1))
-    update = RGMUpdate(RGMLoss(value, actor, correction), RewardCorrectionLoss(correction, value), total_steps=100,
+    update = RGMUpdate(RGMLoss(value, actor, correction), total_steps=100,
                        correction_lr=3e-7, correction_total_steps=1_000_000)
     for _ in range(50):
         update.scheduler.step()

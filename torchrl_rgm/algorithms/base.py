@@ -47,7 +47,16 @@ class Learner:
                 **{k: v.state_dict() for k, v in self.losses.items()}, "update": self.update.state_dict()}
 
     def load_networks(self, state: dict) -> None:
-        """The networks of :meth:`state_dict` (e.g. a finished run's ``checkpoint.pt``); the discriminator stays frozen."""
+        """The networks of :meth:`state_dict` (e.g. a finished run's ``checkpoint.pt``); the discriminator stays frozen.
+
+        A checkpoint of another algorithm (or of a layout before the algorithm registry, where every algorithm
+        saved a value network and a discriminator) is refused with the networks that differ, before any is loaded.
+        """
+        saved, built = set(state["networks"]), set(self.networks)
+        if saved != built:
+            raise ValueError(f"The checkpoint holds the networks {sorted(saved)} but this algorithm has {sorted(built)}: "
+                             "it was written by another algorithm (or an older layout of this one); resume it with the "
+                             "configuration and version that wrote it, or start a new run.")
         for k, sd in state["networks"].items():
             self.networks[k].load_state_dict(sd)
         if self.discriminator_loss is not None:

@@ -12,6 +12,8 @@ __all__ = ["BC"]
 
 @register
 class BC(Algorithm):
+    """Plain behaviour cloning on the union: the baseline that ignores rewards and experts alike."""
+
     name = "bc"
     reads_reward = False
 

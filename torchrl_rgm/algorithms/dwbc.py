@@ -11,6 +11,8 @@ __all__ = ["DWBC"]
 
 @register
 class DWBC(Algorithm):
+    """RGM's policy extraction with the discriminator's clipped ratio in place of the learnt visitation ratio."""
+
     name = "dwbc"
     reads_reward = False
     uses_discriminator = True

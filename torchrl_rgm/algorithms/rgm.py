@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..modules import make_actor, make_reward_correction_network, make_value_network
-from ..objectives import DIVERGENCES, RewardCorrectionLoss, RGMLoss
+from ..objectives import DIVERGENCES, RGMLoss
 from ..diagnostics import transition_diagnostics
 from ..train import RGMUpdate
 from .base import Algorithm, AlgorithmError, Learner, check_positive, register
@@ -69,14 +69,12 @@ class RGM(Algorithm):
                                                      zero_init=bool(a.get("correction_zero_init", False)))
                       if learn_correction else None)
         discriminator_loss = self.make_discriminator_loss(cfg, data, device)
-        shared = dict(divergence=a.divergence, alpha=a.alpha, gamma=a.gamma, advantage_clip=a.advantage_clip,
-                      res_scale=a.res_scale if learn_correction else 0.0)
-        rgm_loss = RGMLoss(value, actor, correction, weight_clip=a.weight_clip, normalize_weights=a.normalize_weights,
-                           action_dim=act_dim, **shared)
-        correction_loss = (RewardCorrectionLoss(correction, value, normalize_weights=a.correction_normalize_weights,
-                                                **shared) if correction is not None else None)
+        rgm_loss = RGMLoss(value, actor, correction, divergence=a.divergence, alpha=a.alpha, gamma=a.gamma,
+                           advantage_clip=a.advantage_clip, res_scale=a.res_scale if learn_correction else 0.0,
+                           weight_clip=a.weight_clip, normalize_weights=a.normalize_weights, action_dim=act_dim,
+                           correction_normalize_weights=a.get("correction_normalize_weights", True))
         update = RGMUpdate(
-            rgm_loss, correction_loss, value_lr=a.value_lr, value_weight_decay=a.value_weight_decay,
+            rgm_loss, value_lr=a.value_lr, value_weight_decay=a.value_weight_decay,
             actor_lr=a.actor_lr, correction_total_steps=correction_horizon(cfg) if correction is not None else None,
             correction_lr=correction_lr(cfg) if correction is not None else 0.0,
             correction_weight_decay=a.get("correction_weight_decay", 0.0), total_steps=cfg.budget.updates,

@@ -79,14 +79,8 @@ def make_value_network(obs_dim: int, hidden: Sequence[int] = (256, 256), device=
     return TensorDictModule(_mlp(obs_dim, 1, hidden, device), ["observation"], ["state_value"])
 
 
-def make_actor(
-    obs_dim: int,
-    action_dim: int,
-    *,
-    stochastic: bool = False,
-    hidden: Sequence[int] = (256, 256),
-    device=None,
-) -> TensorDictModule:
+def make_actor(obs_dim: int, action_dim: int, *, stochastic: bool = False, hidden: Sequence[int] = (256, 256),
+               device=None) -> TensorDictModule:
     """Policy on ``[-1, 1]^action_dim``: deterministic (``tanh`` output) or tanh-Gaussian."""
     spec = Bounded(-torch.ones(action_dim), torch.ones(action_dim), (action_dim,), device=device)
     if not stochastic:
@@ -124,14 +118,8 @@ def make_reward_correction_network(
     return TensorDictModule(net, ["observation", "action", ("next", "reward")], ["reward_correction_logit"])
 
 
-def make_discriminator(
-    obs_dim: int,
-    action_dim: int,
-    *,
-    state_only: bool = False,
-    hidden: Sequence[int] = (256, 256),
-    device=None,
-) -> TensorDictModule:
+def make_discriminator(obs_dim: int, action_dim: int, *, state_only: bool = False, hidden: Sequence[int] = (256, 256),
+                       device=None) -> TensorDictModule:
     """Logit of ``c(s, a)`` (or ``c(s)``): ``-> discriminator_logit``."""
     in_keys = ["observation"] if state_only else ["observation", "action"]
     in_features = obs_dim if state_only else obs_dim + action_dim

@@ -1,7 +1,7 @@
 """RGM objectives as TorchRL :class:`~torchrl.objectives.LossModule` s."""
 from .discriminator import DiscriminatorLoss
 from .divergences import DIVERGENCES, FDivergence, get_divergence
-from .reward_correction import RewardCorrectionLoss
+from .reward_correction import reward_correction, reward_correction_objective
 from .rgm import RGMLoss
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "DiscriminatorLoss",
     "FDivergence",
     "RGMLoss",
-    "RewardCorrectionLoss",
     "get_divergence",
+    "reward_correction",
+    "reward_correction_objective",
 ]

@@ -38,38 +38,27 @@ def check_optional_positive(name: str, value: float | None) -> float | None:
     return None if value is None else check_positive(name, value)
 
 
-def get_key(loss, tensordict: TensorDictBase, field: str) -> torch.Tensor:
-    """``tensordict[loss.tensor_keys.<field>]`` with an error that says how to fix a miss."""
-    key = getattr(loss.tensor_keys, field)
+def read_entry(loss, tensordict: TensorDictBase, key: NestedKey, field: str, what: str = "the entry") -> torch.Tensor:
+    """``tensordict[key]`` (``key``: where ``loss.tensor_keys.<field>`` points), with an error that says how to fix a miss."""
     value = tensordict.get(key, None)
     if value is None:
         raise MissingKeyError(
-            f"{type(loss).__name__} needs the entry {key!r} (tensor key '{field}') in its "
-            f"input TensorDict, which only has {sorted(map(str, tensordict.keys(True, True)))}. "
-            f"Add it, or point the loss at another entry with "
+            f"{type(loss).__name__} needs {what} {key!r} (tensor key '{field}') in its input TensorDict, which only "
+            f"has {sorted(map(str, tensordict.keys(True, True)))}. Add it, or point the loss at another entry with "
             f"loss.set_keys({field}=<key>)."
         )
     return value
 
 
-def single_out_key(module: TensorDictModuleBase, what: str) -> NestedKey:
-    out_keys = list(module.out_keys)
-    if len(out_keys) != 1:
-        raise ValueError(
-            f"The {what} must write exactly one entry (its out_keys are {out_keys}); "
-            "wrap it so that it outputs a single tensor."
-        )
-    return out_keys[0]
-
-
-def single_in_key(module: TensorDictModuleBase, what: str) -> NestedKey:
-    in_keys = list(module.in_keys)
-    if len(in_keys) != 1:
-        raise ValueError(
-            f"The {what} must read exactly one entry (its in_keys are {in_keys}), "
-            "so that it can be evaluated once on the stacked [s0; s; s'] batch."
-        )
-    return in_keys[0]
+def single_key(module: TensorDictModuleBase, direction: str, what: str) -> NestedKey:
+    """The one entry ``module`` reads (``direction="in"``: so that ``V`` can be evaluated once on the stacked
+    ``[s0; s; s']`` batch) or writes (``"out"``)."""
+    keys = list(module.in_keys if direction == "in" else module.out_keys)
+    if len(keys) != 1:
+        verb, fix = (("read", "so that it can be evaluated once on the stacked [s0; s; s'] batch") if direction == "in"
+                     else ("write", "wrap it so that it outputs a single tensor"))
+        raise ValueError(f"The {what} must {verb} exactly one entry (its {direction}_keys are {keys}); {fix}.")
+    return keys[0]
 
 
 def as_column(x: torch.Tensor) -> torch.Tensor:

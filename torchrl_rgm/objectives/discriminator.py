@@ -10,7 +10,7 @@ from tensordict.utils import NestedKey
 from torch.nn import functional as F
 from torchrl.objectives.common import LossModule
 
-from ._utils import MissingKeyError, check_positive, single_out_key
+from ._utils import MissingKeyError, check_positive, read_entry, single_key
 
 __all__ = ["DiscriminatorLoss"]
 
@@ -61,20 +61,14 @@ class DiscriminatorLoss(LossModule):
 
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
-    out_keys = [
-        "loss_discriminator",
-        "loss_gradient_penalty",
-        "accuracy_expert",
-        "accuracy_union",
-        "logit_expert",
-        "logit_union",
-    ]
+    out_keys = ["loss_discriminator", "loss_gradient_penalty", "accuracy_expert", "accuracy_union", "logit_expert",
+                "logit_union"]
 
     def __init__(self, discriminator_network: TensorDictModule, *, gradient_penalty: float = 10.0):
         super().__init__()
         self.discriminator_network = discriminator_network
         self.gradient_penalty = check_positive("gradient_penalty", gradient_penalty, allow_zero=True)
-        self._logit_key = single_out_key(discriminator_network, "discriminator network")
+        self._logit_key = single_key(discriminator_network, "out", "discriminator network")
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass
@@ -84,15 +78,8 @@ class DiscriminatorLoss(LossModule):
         return [self.tensor_keys.expert, self.tensor_keys.union]
 
     def _inputs(self, tensordict: TensorDictBase, which: str) -> TensorDictBase:
-        key = getattr(self.tensor_keys, which)
-        sub = tensordict.get(key, None)
-        if sub is None:
-            raise MissingKeyError(
-                f"DiscriminatorLoss needs a sub-TensorDict {key!r} of {which} transitions; "
-                f"got entries {sorted(map(str, tensordict.keys()))}. Use "
-                f"TensorDict({{'expert': expert_batch, 'union': union_batch}}) or "
-                f"loss.set_keys({which}=<key>)."
-            )
+        # e.g. TensorDict({"expert": expert_batch, "union": union_batch})
+        sub = read_entry(self, tensordict, getattr(self.tensor_keys, which), which, f"a sub-TensorDict of {which} transitions")
         missing = [k for k in self.discriminator_network.in_keys if k not in sub.keys(True)]
         if missing:
             raise MissingKeyError(

@@ -1,4 +1,5 @@
-"""Lower level of RGM: pessimistic RL with the corrected reward, in DICE dual form."""
+"""RGM as one TorchRL loss: the lower level (pessimistic RL with the corrected reward, in DICE dual form, and
+weighted behaviour cloning) and the upper level (the reward correction Δr) on the same batch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,20 +7,20 @@ from dataclasses import dataclass
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule
-from tensordict.utils import NestedKey
+from tensordict.utils import NestedKey, unravel_key
 from torchrl.objectives.common import LossModule
 
 from ._utils import (
     as_column,
     check_optional_positive,
     check_positive,
-    get_key,
     next_key,
     set_dice_hyperparameters,
-    single_in_key,
-    single_out_key,
+    read_entry,
+    single_key,
 )
 from .divergences import FDivergence
+from .reward_correction import reward_correction, reward_correction_objective
 
 __all__ = ["RGMLoss", "evaluate_state_values", "reward_correction"]
 
@@ -32,14 +33,9 @@ def evaluate_state_values(value_network, value_in_key, value_out_key, *observati
     return as_column(values.get(value_out_key)).split(sizes, 0)
 
 
-def reward_correction(network, out_key, tensordict, res_scale: float) -> torch.Tensor:
-    """:math:`\\Delta r = \\mathrm{res\\_scale} \\cdot \\tanh(\\text{net}(s, a, \\tilde r))`."""
-    inputs = tensordict.select(*network.in_keys)
-    return res_scale * torch.tanh(as_column(network(inputs).get(out_key)))
-
-
 class RGMLoss(LossModule):
-    r"""Lower level of RGM: DICE value loss and weighted behaviour cloning.
+    r"""RGM in one loss: the DICE value loss and weighted behaviour cloning (lower level) and, with a
+    reward-correction network, the visitation-matching loss of :math:`\Delta r` (upper level).
 
     .. math::
 
@@ -52,19 +48,23 @@ class RGMLoss(LossModule):
         -\mathbb{E}_D[\bar w \log\pi(a|s)] + \beta\,\mathbb{E}[\log\pi(\tilde a|s)]
         \ \text{(tanh-Gaussian)} \\
         L_\beta &= -\log\beta\;\mathbb{E}[\log\pi(\tilde a|s) + \bar{\mathcal H}],\qquad
-        \bar{\mathcal H} = -|\mathcal A|
+        \bar{\mathcal H} = -|\mathcal A| \\
+        L_{\Delta r} &= D_f(w\, d^D \,\|\, d^E)\quad\text{with } V \text{ held fixed}
+        \ (:mod:`~torchrl_rgm.objectives.reward_correction`)
 
-    :math:`\bar w` is ``w`` detached, clipped at ``weight_clip`` and (optionally)
-    divided by its batch mean. :math:`\Delta r` (from ``reward_correction_network``,
-    if given) is used detached: only :class:`~torchrl_rgm.objectives.reward_correction.RewardCorrectionLoss` trains it.
-    Absorbing states need no special case: the data layer turns a terminal
-    transition into ``s -> s_abs`` (``d = 0``) plus a self-loop with ``d = 1``.
+    :math:`\bar w` is ``w`` detached, clipped at ``weight_clip`` and (optionally) divided by its batch mean.
+    Each term's gradient reaches its own network only: :math:`L_V` uses :math:`\Delta r` detached,
+    :math:`L_{\Delta r}` uses ``V`` detached, :math:`L_\pi` uses ``w`` detached; so the summed losses can be
+    stepped by one optimiser with a parameter group (and learning rate) per network, as
+    :class:`~torchrl_rgm.train.RGMUpdate` does, or by one optimiser per term. ``V`` is evaluated once, on the
+    stacked ``[s0; s; s']``. The loss writes nothing into its input; :meth:`transition_values` returns the
+    per-transition ``V``, ``Δr``, corrected reward and ``w`` for diagnostics. Absorbing states need no special
+    case: the data layer turns a terminal transition into ``s -> s_abs`` (``d = 0``) plus a self-loop with ``d = 1``.
 
-    Every call also writes into the input TensorDict ``state_value`` and
-    ``("next", "state_value")`` (with their graph), ``visitation_weight`` (``w``,
-    detached) and, with a correction network, ``reward_correction`` (with its
-    graph), so that :class:`~torchrl_rgm.objectives.reward_correction.RewardCorrectionLoss` on the same batch
-    reuses them.
+    One loss rather than two: the two levels share the batch, ``V`` and every hyper-parameter; as two losses they
+    had to hand graph-carrying tensors to each other through the batch and be configured alike by hand.
+    Without a correction network it is the lower level alone (SMODICE-style imitation when the reward is the
+    discriminator's log-ratio).
 
     Args:
         value_network: reads the observation, writes ``V(s)``.
@@ -83,6 +83,10 @@ class RGMLoss(LossModule):
             and caps ``w``. Default 10.
         weight_clip (float or None): cap on the BC weights. Default 100.
         normalize_weights (bool): divide the BC weights by their batch mean. Default True.
+        correction_normalize_weights (bool): the upper level compares ``w`` divided by its batch mean with
+            ``rho`` (:func:`~torchrl_rgm.objectives.reward_correction.reward_correction_objective`); False
+            compares raw ``w``, as the paper writes it. Default True.
+        log_ratio_clip (float or None): clamp of ``|log d^E/d^D|`` in the upper level. Default 20.
         entropy_coef ("auto", float or None): tanh-Gaussian actors only; "auto"
             learns it towards ``target_entropy``. Default "auto".
         target_entropy (float or "auto"): "auto" is ``-action_dim``.
@@ -92,48 +96,37 @@ class RGMLoss(LossModule):
 
     @dataclass
     class _AcceptedKeys:
-        """Keys of the input TensorDict.
+        """Keys of the input TensorDict, TorchRL's conventions: ``reward`` and ``done`` are read under ``"next"``
+        (``("next", reward)``), as is the next observation (``("next", observation)``).
+
+        The networks read their inputs through these keys too: a network whose in_key is the default entry of a
+        field (``"observation"``, ``"action"``, ``("next", "reward")``) is given the entry this loss's key for
+        that field names, so ``set_keys(observation="pixels_state")`` reaches V, the actor and Δr alike.
 
         Attributes:
-            observation (NestedKey): ``s``. Default ``"observation"``.
-            next_observation (NestedKey): ``s'``. Default ``("next", "observation")``.
-            initial_observation (NestedKey): ``s0 ~ mu0``, same batch size.
-                Default ``"initial_observation"``.
+            observation (NestedKey): ``s``; ``s'`` is ``("next", observation)``. Default ``"observation"``.
+            initial_observation (NestedKey): ``s0 ~ mu0``, same batch size. Default ``"initial_observation"``.
             action (NestedKey): dataset action. Default ``"action"``.
-            reward (NestedKey): imperfect reward ``r~``. Default ``("next", "reward")``.
-            done (NestedKey): terminal flag (not timeouts). Default ``("next", "done")``.
-            is_expert (NestedKey): optional flag for the weight diagnostics.
-                Default ``"is_expert"``.
-            state_value (NestedKey): where ``V`` is written. Default ``"state_value"``.
-            reward_correction (NestedKey): where ``Δr`` is written. Default ``"reward_correction"``.
-            visitation_weight (NestedKey): where ``w`` is written. Default ``"visitation_weight"``.
+            reward (NestedKey): imperfect reward ``r~``, under ``"next"``. Default ``"reward"``.
+            done (NestedKey): terminal flag (not timeouts), under ``"next"``. Default ``"done"``.
+            log_density_ratio (NestedKey): ``log d^E/d^D`` (read with a correction network only).
+                Default ``"log_density_ratio"``.
+            is_expert (NestedKey): optional flag for the weight diagnostics. Default ``"is_expert"``.
         """
 
         observation: NestedKey = "observation"
-        next_observation: NestedKey = ("next", "observation")
         initial_observation: NestedKey = "initial_observation"
         action: NestedKey = "action"
-        reward: NestedKey = ("next", "reward")
-        done: NestedKey = ("next", "done")
+        reward: NestedKey = "reward"
+        done: NestedKey = "done"
+        log_density_ratio: NestedKey = "log_density_ratio"
         is_expert: NestedKey = "is_expert"
-        state_value: NestedKey = "state_value"
-        reward_correction: NestedKey = "reward_correction"
-        visitation_weight: NestedKey = "visitation_weight"
 
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
-    out_keys = [
-        "loss_value",
-        "loss_actor",
-        "loss_entropy_coef",
-        "entropy_coef",
-        "weight_expert",
-        "weight_union",
-        "corrected_reward",
-        "reward_correction",
-        "advantage",
-        "initial_value",
-    ]
+    out_keys = ["loss_value", "loss_actor", "loss_entropy_coef", "loss_reward_correction", "entropy_coef",
+                "weight_expert", "weight_union", "corrected_reward", "reward_correction", "reward_correction_abs",
+                "visitation_weight_mean", "advantage", "initial_value"]
 
     def __init__(
         self,
@@ -148,6 +141,8 @@ class RGMLoss(LossModule):
         advantage_clip: float | None = 10.0,
         weight_clip: float | None = 100.0,
         normalize_weights: bool = True,
+        correction_normalize_weights: bool = True,
+        log_ratio_clip: float | None = 20.0,
         entropy_coef: str | float | None = "auto",
         target_entropy: str | float = "auto",
         action_dim: int | None = None,
@@ -160,18 +155,20 @@ class RGMLoss(LossModule):
         )
         self.weight_clip = check_optional_positive("weight_clip", weight_clip)
         self.normalize_weights = bool(normalize_weights)
+        self.correction_normalize_weights = bool(correction_normalize_weights)
+        self.log_ratio_clip = check_optional_positive("log_ratio_clip", log_ratio_clip)
 
         self.value_network = value_network
         self.actor_network = actor_network
         self.reward_correction_network = reward_correction_network
-        self._value_in = single_in_key(value_network, "value network")
-        self._value_out = single_out_key(value_network, "value network")
+        self._value_in = single_key(value_network, "in", "value network")
+        self._value_out = single_key(value_network, "out", "value network")
         if reward_correction_network is not None:
-            self._correction_out = single_out_key(reward_correction_network, "reward-correction network")
+            self._correction_out = single_key(reward_correction_network, "out", "reward-correction network")
 
         self.stochastic = hasattr(actor_network, "get_dist")
         if not self.stochastic:
-            self._actor_out = single_out_key(actor_network, "deterministic actor")
+            self._actor_out = single_key(actor_network, "out", "deterministic actor")
         self._init_entropy(entropy_coef, target_entropy, action_dim, initial_entropy_coef)
 
     def _init_entropy(self, entropy_coef, target_entropy, action_dim, initial_entropy_coef):
@@ -210,67 +207,141 @@ class RGMLoss(LossModule):
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass
 
+    # ---- keys -------------------------------------------------------------------------------------------
+    def _entries(self) -> dict:
+        """Each network in_key that is a field's default entry → the entry this loss reads for that field."""
+        k = self.tensor_keys
+        return {"observation": k.observation, ("next", "observation"): next_key(k.observation), "action": k.action,
+                ("next", "reward"): next_key(k.reward), ("next", "done"): next_key(k.done)}
+
+    @staticmethod
+    def _fields() -> dict:
+        """Each field's default entry → the field's name (for error messages)."""
+        return {"observation": "observation", ("next", "observation"): "observation", "action": "action",
+                ("next", "reward"): "reward", ("next", "done"): "done"}
+
+    def _read(self, tensordict: TensorDictBase, key: NestedKey, field: str) -> torch.Tensor:
+        return read_entry(self, tensordict, key, field)
+
+    def _network_input(self, network, tensordict: TensorDictBase) -> TensorDictBase:
+        """The entries ``network`` reads, taken from where this loss's keys point."""
+        entries, fields = self._entries(), self._fields()
+        keys = [unravel_key(key) for key in network.in_keys]
+        sources = [entries.get(key, key) for key in keys]
+        values = [self._read(tensordict, src, fields.get(key, str(key))) for key, src in zip(keys, sources)]
+        if sources == keys:
+            return tensordict.select(*network.in_keys)
+        return TensorDict(dict(zip(network.in_keys, values)), tensordict.batch_size)
+
     @property
     def in_keys(self):
-        keys = self.tensor_keys
-        return [keys.observation, keys.next_observation, keys.initial_observation,
-                keys.action, keys.reward, keys.done]
+        """What the loss reads: its own keys and, through them, its networks' inputs."""
+        k, entries = self.tensor_keys, self._entries()
+        keys = [k.observation, next_key(k.observation), k.initial_observation, k.action, next_key(k.reward),
+                next_key(k.done)]
+        for network in (self.actor_network, self.reward_correction_network):
+            if network is not None:
+                keys += [entries.get(unravel_key(key), key) for key in network.in_keys]
+        if self.reward_correction_network is not None:
+            keys.append(k.log_density_ratio)
+        return list(dict.fromkeys(unravel_key(key) for key in keys))
 
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        obs = get_key(self, tensordict, "observation")
-        next_obs = get_key(self, tensordict, "next_observation")
-        init_obs = get_key(self, tensordict, "initial_observation")
-        action = get_key(self, tensordict, "action")
-        reward = as_column(get_key(self, tensordict, "reward")).to(obs.dtype)
-        done = as_column(get_key(self, tensordict, "done")).to(obs.dtype)
-
+    # ---- the losses -------------------------------------------------------------------------------------
+    def _lower_level(self, tensordict: TensorDictBase) -> dict:
+        """``V(s0), V(s), V(s')``, ``Δr`` (with its graph), the corrected reward and the advantage."""
+        k = self.tensor_keys
+        obs = self._read(tensordict, k.observation, "observation")
+        next_obs = self._read(tensordict, next_key(k.observation), "observation")
+        init_obs = self._read(tensordict, k.initial_observation, "initial_observation")
+        reward = as_column(self._read(tensordict, next_key(k.reward), "reward")).to(obs.dtype)
+        done = as_column(self._read(tensordict, next_key(k.done), "done")).to(obs.dtype)
         v0, v, v_next = evaluate_state_values(
             self.value_network, self._value_in, self._value_out, init_obs, obs, next_obs
         )
-        keys = self.tensor_keys
-        tensordict.set(keys.state_value, v)
-        tensordict.set(next_key(keys.state_value), v_next)
         if self.reward_correction_network is not None:
-            delta_r = reward_correction(
-                self.reward_correction_network, self._correction_out, tensordict, self.res_scale
-            )
-            tensordict.set(keys.reward_correction, delta_r)
+            delta_r = reward_correction(self.reward_correction_network, self._correction_out,
+                                        self._network_input(self.reward_correction_network, tensordict), self.res_scale)
             corrected = reward + delta_r.detach()
         else:
             delta_r = torch.zeros_like(reward)
             corrected = reward
-
         advantage = (corrected + self.gamma * (1.0 - done) * v_next - v) / self.alpha
-        loss_value = (1.0 - self.gamma) * v0.mean() + self.alpha * self.divergence.dual_term(
+        return {"obs": obs, "reward": reward, "done": done, "v0": v0, "v": v, "v_next": v_next, "delta_r": delta_r,
+                "corrected": corrected, "advantage": advantage}
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """All terms on one batch: ``loss_value``, ``loss_actor`` (+ ``loss_entropy_coef`` when β is learnt,
+        + ``loss_reward_correction`` with a correction network) and detached diagnostics."""
+        k = self.tensor_keys
+        x = self._lower_level(tensordict)
+        advantage = x["advantage"]
+        loss_value = (1.0 - self.gamma) * x["v0"].mean() + self.alpha * self.divergence.dual_term(
             advantage, self.advantage_clip
         )
         weight = self.divergence.visitation_weight(advantage.detach(), self.advantage_clip)
-        tensordict.set(keys.visitation_weight, weight)
-
-        bc_weight = weight if self.weight_clip is None else weight.clamp(max=self.weight_clip)
-        if self.normalize_weights:
-            bc_weight = bc_weight / bc_weight.mean().clamp(min=1e-8)
-        loss_actor, loss_entropy_coef = self._actor_losses(tensordict, obs, action, bc_weight)
-
+        loss_actor, loss_entropy_coef = self._actor_losses(tensordict, self._bc_weight(weight))
         out = {
             "loss_value": loss_value,
             "loss_actor": loss_actor,
             "entropy_coef": self.log_entropy_coef.detach().exp(),
-            "corrected_reward": corrected.mean().detach(),
-            "reward_correction": delta_r.mean().detach(),
+            "corrected_reward": x["corrected"].mean().detach(),
+            "reward_correction": x["delta_r"].mean().detach(),
             "advantage": advantage.mean().detach(),
-            "initial_value": v0.mean().detach(),
+            "initial_value": x["v0"].mean().detach(),
         }
         if self.learn_entropy_coef:
             out["loss_entropy_coef"] = loss_entropy_coef
-        if keys.is_expert in tensordict.keys(True):
-            is_expert = as_column(tensordict.get(keys.is_expert)).to(weight.dtype)
+        if k.is_expert in tensordict.keys(True):
+            is_expert = as_column(tensordict.get(k.is_expert)).to(weight.dtype)
             out["weight_expert"] = (weight * is_expert).sum() / is_expert.sum().clamp(min=1.0)
             out["weight_union"] = (weight * (1 - is_expert)).sum() / (1 - is_expert).sum().clamp(min=1.0)
+        if self.reward_correction_network is not None:
+            loss, raw_mean = self._correction_objective(tensordict, x)
+            out.update(loss_reward_correction=loss, reward_correction_abs=x["delta_r"].abs().mean().detach(),
+                       visitation_weight_mean=raw_mean.detach())
         return TensorDict(out, [])
 
-    def _actor_losses(self, tensordict, obs, action, bc_weight):
-        actor_in = tensordict.select(*self.actor_network.in_keys)
+    def _correction_objective(self, tensordict, x) -> tuple[torch.Tensor, torch.Tensor]:
+        log_ratio = as_column(self._read(tensordict, self.tensor_keys.log_density_ratio, "log_density_ratio"))
+        return reward_correction_objective(
+            self.divergence, reward=x["reward"], delta_r=x["delta_r"], done=x["done"], v=x["v"].detach(),
+            v_next=x["v_next"].detach(), log_ratio=log_ratio.to(x["obs"].dtype), gamma=self.gamma, alpha=self.alpha,
+            advantage_clip=self.advantage_clip, log_ratio_clip=self.log_ratio_clip,
+            normalize_weights=self.correction_normalize_weights)
+
+    def value_loss(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """``L_V`` alone (``Δr`` detached)."""
+        return self(tensordict).get("loss_value")
+
+    def actor_loss(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """``L_π`` alone (``w`` detached)."""
+        return self(tensordict).get("loss_actor")
+
+    def reward_correction_loss(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """``L_Δr`` alone (``V`` detached); needs a correction network."""
+        if self.reward_correction_network is None:
+            raise ValueError("This RGMLoss has no reward-correction network: pass one to learn Δr.")
+        return self._correction_objective(tensordict, self._lower_level(tensordict))[0]
+
+    @torch.no_grad()
+    def transition_values(self, tensordict: TensorDictBase) -> TensorDict:
+        """Per transition, detached: ``state_value`` ``V(s)``, ``reward_correction`` ``Δr`` (0 without a
+        correction network), ``corrected_reward`` ``r~ + Δr`` and ``visitation_weight`` ``w = d^π/d^D``."""
+        x = self._lower_level(tensordict)
+        weight = self.divergence.visitation_weight(x["advantage"], self.advantage_clip)
+        return TensorDict({"state_value": x["v"], "reward_correction": x["delta_r"],
+                           "corrected_reward": x["reward"] + x["delta_r"], "visitation_weight": weight},
+                          tensordict.batch_size)
+
+    def _bc_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        bc_weight = weight if self.weight_clip is None else weight.clamp(max=self.weight_clip)
+        if self.normalize_weights:
+            bc_weight = bc_weight / bc_weight.mean().clamp(min=1e-8)
+        return bc_weight
+
+    def _actor_losses(self, tensordict, bc_weight):
+        actor_in = self._network_input(self.actor_network, tensordict)
+        action = self._read(tensordict, self.tensor_keys.action, "action")
         if not self.stochastic:
             predicted = self.actor_network(actor_in).get(self._actor_out)
             error = (predicted - action).pow(2).sum(-1, keepdim=True)
