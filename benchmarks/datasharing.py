@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import run_all, run_recipe  # noqa: E402
 from benchmarks.imperfect_rewards import COLUMNS as STUDY_COLUMNS  # noqa: E402
 from benchmarks.imperfect_rewards import _atomic_text, bootstrap_ci, check_spec, read_rows, write_rows  # noqa: E402
-from torchrl_rgm.data.tasks import TASKS  # noqa: E402
+from torchrl_rgm.generation.tasks import TASKS  # noqa: E402
 from torchrl_rgm.report import save_figure, write_json  # noqa: E402
 
 COLUMNS = [*STUDY_COLUMNS, "target_task"]
@@ -69,7 +69,7 @@ def run_one(target: str, algo: str, seed: int, spec: dict, out_dir: Path, thread
 
 def prebuild(targets: list[str], source_level: str) -> None:
     """Build every missing dataset the runs need, once, before they start (runs never build in parallel)."""
-    from torchrl_rgm.data.build import build_env
+    from torchrl_rgm.generation.build import build_env
     from torchrl_rgm.data.sharing import default_sources, missing_task_datasets
 
     needed = [name for target in targets for name in

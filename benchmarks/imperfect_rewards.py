@@ -451,7 +451,7 @@ def report(csv_path: Path, spec: dict, out_dir: Path | None = None) -> str:
 
 def prebuild(cells: list[Cell], spec: dict) -> None:
     """Build missing local datasets once, before parallel runs could race to build the same one."""
-    from torchrl_rgm.data.build import build_missing, is_local_namespace
+    from torchrl_rgm.generation.build import build_missing, is_local_namespace
 
     overrides = spec.get("overrides", [])
     namespace = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("dataset.namespace=")), "rgm")

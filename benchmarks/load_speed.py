@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def make_episodes(transitions: int, episode_length: int, seed: int = 0):
     from minari.data_collector import EpisodeBuffer
 
-    from torchrl_rgm.data.build import INFO_KEYS
+    from torchrl_rgm.generation.build import INFO_KEYS
 
     rng = np.random.default_rng(seed)
     episodes, left, i = [], transitions, 0
@@ -55,7 +55,7 @@ def main(argv=None) -> dict:
         os.environ["MINARI_DATASETS_PATH"] = str(Path(tmp) / "minari")
         os.environ["TORCHRL_RGM_CACHE"] = str(Path(tmp) / "cache")
         from torchrl_rgm.data import load_rgm_data, load_transitions
-        from torchrl_rgm.data.build import write_dataset
+        from torchrl_rgm.generation.build import write_dataset
 
         ds_id = "rgm/hopper/loadbench-v0"
         t = time.perf_counter()

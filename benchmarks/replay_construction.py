@@ -3,9 +3,9 @@
     python benchmarks/replay_construction.py                   # halfcheetah, 50k training steps (~5 min here)
 
 D4RL's medium-replay is the replay buffer of the behaviour learner's training run up to the medium
-policy. ``torchrl_rgm.data.build`` cannot ship that buffer; it rebuilds it from the shipped snapshots
+policy. ``torchrl_rgm.generation.build`` cannot ship that buffer; it rebuilds it from the shipped snapshots
 (``replay_plan``: the uniform warm-up, then each snapshot with the training noise for the training steps
-nearest to it). This script trains a fresh TD3 learner (``torchrl_rgm.data.behaviour.train``, snapshots
+nearest to it). This script trains a fresh TD3 learner (``torchrl_rgm.generation.behaviour.train``, snapshots
 every 10k steps, the real buffer kept), then builds the same number of transitions from that run's
 snapshots both ways — ``training`` proportions (the default) and the earlier ``even`` mix — and compares
 each with the real buffer: per-step reward quantiles, mean and spread of the 1000-step return
@@ -27,8 +27,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from torchrl_rgm.data import behaviour  # noqa: E402
-from torchrl_rgm.data.build import reference_scores, replay_plan, rollouts  # noqa: E402
+from torchrl_rgm.generation import behaviour  # noqa: E402
+from torchrl_rgm.generation.build import reference_scores, replay_plan, rollouts  # noqa: E402
 from torchrl_rgm.report import write_json  # noqa: E402
 
 

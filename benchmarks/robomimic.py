@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import run_all, run_recipe  # noqa: E402
 from benchmarks.imperfect_rewards import _atomic_text, bootstrap_ci, read_rows, write_rows  # noqa: E402
-from torchrl_rgm.data.robomimic_build import TASKS  # noqa: E402
+from torchrl_rgm.generation.robomimic_build import TASKS  # noqa: E402
 from torchrl_rgm.report import save_figure, write_json  # noqa: E402
 
 COLUMNS = ["task", "algo", "seed", "final_success", "best_success", "wall_s", "status", "error"]

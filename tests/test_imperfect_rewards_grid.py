@@ -20,7 +20,7 @@ spec.loader.exec_module(grid)
 def test_prebuild_builds_missing_datasets_in_the_grids_namespace(monkeypatch, tmp_path):
     """Before the parallel runs: missing datasets of a local namespace (rgm, rgm-<name>) are built once
     under the ids the recipe will load; a hub namespace or build_if_missing=false builds nothing."""
-    from torchrl_rgm.data import build as build_mod
+    from torchrl_rgm.generation import build as build_mod
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     calls = []

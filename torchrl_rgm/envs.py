@@ -9,9 +9,9 @@ import torch
 from tensordict import TensorDict
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from .data.envs import env_id, make_env
+from .generation.tasks import env_id, make_env
 
-__all__ = ["env_id", "make_env", "make_policy_fn", "evaluate"]  # env_id, make_env: re-exported from data.envs
+__all__ = ["env_id", "make_env", "make_policy_fn", "evaluate"]  # env_id, make_env: re-exported from generation.tasks
 
 
 def make_policy_fn(actor, normalize_observation: Callable, device="cpu") -> Callable[[np.ndarray], np.ndarray]:

@@ -18,14 +18,14 @@ from omegaconf import DictConfig, ListConfig
 from .algorithms import get_algorithm
 from .config import ConfigError, choice, domain
 from .data import REWARD_SETTINGS, RGMData, load_rgm_data
-from .data import robomimic_build
-from .data.behaviour import has_shipped_policies
-from .data.build import LEVELS, build_env, build_missing, is_local_namespace
-from .data.envs import ENVS
+from .generation import robomimic_build
+from .generation.behaviour import has_shipped_policies
+from .generation.build import LEVELS, build_env, build_missing, is_local_namespace
+from .generation.tasks import ENVS
 from .data.pipeline import EXPERT_UNION_REWARDS
 from .data.robomimic import RobomimicEnv
 from .data.sharing import default_sources, load_sharing_data, missing_task_datasets
-from .data.tasks import TASKS
+from .generation.tasks import TASKS
 from .envs import evaluate
 
 __all__ = ["DataSource", "MinariSource", "RobomimicSource", "SharingSource", "SOURCES", "make_source"]
@@ -131,7 +131,7 @@ class RobomimicSource(DataSource):
         missing = sorted({name for name, path, given in ((d.union, union, d.union_path), (d.expert, expert, d.expert_path))
                           if not path.exists() and not given})
         if missing and d.build_if_missing:
-            print(f"generating {self.cfg.env.name} {missing} (once; python -m torchrl_rgm.data.robomimic_build)")
+            print(f"generating {self.cfg.env.name} {missing} (once; python -m torchrl_rgm.generation.robomimic_build)")
             robomimic_build.build_task(self.cfg.env.name, root=Path(d.root).expanduser() if d.root else None,
                                        datasets=missing, ph_episodes=d.build_ph_episodes, mg_episodes=d.build_mg_episodes)
         return load_rgm_data(str(union), str(expert), n_expert_trajectories=d.n_expert_trajectories,
@@ -168,10 +168,10 @@ class SharingSource(DataSource):
                 if not has_shipped_policies(task):
                     raise ConfigError(
                         f"rgm/{task}/{levels} are not built and {task} has no shipped behaviour policies to build "
-                        f"them from: train them (`python -m torchrl_rgm.data.behaviour --env {task}`, then "
+                        f"them from: train them (`python -m torchrl_rgm.generation.behaviour --env {task}`, then "
                         "`--export`), or choose other dataset.sources / dataset.unlabelled.")
             for task, levels in wanted.items():
-                print(f"building rgm/{task}/{levels} (once; python -m torchrl_rgm.data.build --tasks)")
+                print(f"building rgm/{task}/{levels} (once; python -m torchrl_rgm.generation.build --tasks)")
                 build_env(task, levels=levels, scale=d.build_scale)
         pipeline = self._pipeline()
         return load_sharing_data(target, sources, unlabelled, expert=expert, n_expert_trajectories=d.n_expert_trajectories,

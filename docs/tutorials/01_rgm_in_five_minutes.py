@@ -16,7 +16,7 @@ policy over training and the corrected reward against the true one.
 # Data
 # ----
 # The datasets are Minari datasets rolled out from the behaviour policies shipped with the package
-# (``python -m torchrl_rgm.data.build --env hopper`` builds the full-size ones). For this tutorial we
+# (``python -m torchrl_rgm.generation.build --env hopper`` builds the full-size ones). For this tutorial we
 # build a tenth of the default sizes under their own namespace, ``rgm-tutorial``, so that your
 # ``rgm/...`` datasets are never touched: ``medium-replay`` (what a TD3 learner saw on its way to a
 # medium policy, 24k transitions at this scale) is the union :math:`D^O`, and one episode of ``expert`` is
@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt
 from hydra import compose, initialize_config_dir
 
 import torchrl_rgm
-from torchrl_rgm.data.build import build_missing, dataset_id
+from torchrl_rgm.generation.build import build_missing, dataset_id
 
 NAMESPACE, ENV = "rgm-tutorial", "hopper"
 build_missing(ENV, ["medium-replay", "expert"], scale=0.1, namespace=NAMESPACE)  # once; a tenth of the default sizes

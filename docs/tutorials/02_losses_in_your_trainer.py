@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from torchrl_rgm.data import load_rgm_data
-from torchrl_rgm.data.build import build_missing, dataset_id
+from torchrl_rgm.generation.build import build_missing, dataset_id
 from torchrl_rgm.envs import evaluate, make_policy_fn
 from torchrl_rgm.modules import make_actor, make_discriminator, make_reward_correction_network, make_value_network
 from tensordict import TensorDict

@@ -33,7 +33,7 @@ from scipy.stats import spearmanr
 
 import torchrl_rgm
 from torchrl_rgm.algorithms import get_algorithm
-from torchrl_rgm.data.build import build_missing
+from torchrl_rgm.generation.build import build_missing
 from torchrl_rgm.diagnostics import transition_diagnostics
 from torchrl_rgm.sources import make_source
 from torchrl_rgm.train import load_checkpoint, log_density_ratio

@@ -15,7 +15,7 @@ wherever a dataset id goes; a downloaded ``low_dim_sparse_v141.hdf5`` reads the 
 # %%
 # Generate small files
 # --------------------
-# ``python -m torchrl_rgm.data.robomimic_build --task lift`` writes the full-size files (200 ``ph``
+# ``python -m torchrl_rgm.generation.robomimic_build --task lift`` writes the full-size files (200 ``ph``
 # demos, 1,000 ``mg`` episodes, ~15 minutes) under ``~/.torchrl_rgm/robomimic``
 # (``$TORCHRL_RGM_ROBOMIMIC_DATA``). Here: 10 demos and 30 mixed episodes in a directory of the
 # tutorials' own beside it (``robomimic-tutorial``), generated once.
@@ -30,7 +30,7 @@ from hydra import compose, initialize_config_dir
 import torchrl_rgm
 from torchrl_rgm.algorithms import get_algorithm
 from torchrl_rgm.data.robomimic import read_transitions
-from torchrl_rgm.data.robomimic_build import build_task, dataset_path, default_root
+from torchrl_rgm.generation.robomimic_build import build_task, dataset_path, default_root
 from torchrl_rgm.diagnostics import transition_diagnostics
 from torchrl_rgm.sources import make_source
 from torchrl_rgm.train import load_checkpoint

@@ -1,6 +1,6 @@
 import pytest
 
-from torchrl_rgm.data.build import rollouts, write_dataset
+from torchrl_rgm.generation.build import rollouts, write_dataset
 from torchrl_rgm.modules import make_actor
 
 
@@ -20,7 +20,7 @@ def build_tiny(ds_id="rgm/hopper/tiny-v0", steps=600, seed=0, policy="random", e
         import torch
 
         torch.manual_seed(seed)
-        from torchrl_rgm.data.envs import make_env
+        from torchrl_rgm.generation.tasks import make_env
 
         e = make_env(env)
         actor = make_actor(e.observation_space.shape[0], e.action_space.shape[0], hidden=(16,))

@@ -6,8 +6,8 @@ import minari
 import numpy as np
 import pytest
 
-from torchrl_rgm.data import build as build_mod
-from torchrl_rgm.data.behaviour import POLICY_DIR, evaluate, load_policy
+from torchrl_rgm.generation import build as build_mod
+from torchrl_rgm.generation.behaviour import POLICY_DIR, evaluate, load_policy
 
 from .conftest import build_tiny
 
@@ -66,7 +66,7 @@ def test_shipped_expert_beats_medium_beats_random(env):
 
 
 def test_replay_snapshots_cover_the_way_to_medium():
-    from torchrl_rgm.data.behaviour import _replay_snapshots
+    from torchrl_rgm.generation.behaviour import _replay_snapshots
 
     # a plateau then a jump: evenly spaced steps would all sit on the plateau
     returns = [30, 250, 300, 310, 320, 330, 340, 450, 490, 930]
@@ -82,7 +82,7 @@ def test_export_medium_is_a_third_of_the_way_from_the_start(tmp_path):
     expert's: with rewards negative at rest (halfcheetah-jump) a third of the expert's return would be ~expert."""
     import torch
 
-    from torchrl_rgm.data.behaviour import export
+    from torchrl_rgm.generation.behaviour import export
     from torchrl_rgm.modules import make_actor
 
     actor = make_actor(17, 6).state_dict()
@@ -101,7 +101,7 @@ def test_export_medium_is_a_third_of_the_way_from_the_start(tmp_path):
 
 def test_tasks_flag_skips_tasks_without_policies_and_refuses_existing(monkeypatch, capsys, tmp_path):
     """--tasks checks every task with shipped policies (here: refuses to overwrite them) and names the others."""
-    import torchrl_rgm.data.build as build_mod
+    import torchrl_rgm.generation.build as build_mod
 
     for task in ("halfcheetah-run-forward", "halfcheetah-run-backward", "halfcheetah-jump", "walker2d-run-forward",
                  "walker2d-run-backward"):

@@ -149,7 +149,7 @@ def test_unknown_dataset_names_the_directory_and_local_ids(tiny, tmp_path):
     with pytest.raises(DatasetNotFoundError) as err:
         load_transitions("rgm/hopper/nope-v0", download=False)
     message = str(err.value)
-    assert str(tmp_path / "minari") in message and tiny in message and "torchrl_rgm.data.build" in message
+    assert str(tmp_path / "minari") in message and tiny in message and "torchrl_rgm.generation.build" in message
 
 
 def test_shape_mismatch_between_expert_and_union(tiny):
@@ -167,7 +167,7 @@ def test_too_many_expert_trajectories(tiny):
 def test_non_finite_values_are_reported(tiny):
     from minari.data_collector import EpisodeBuffer
 
-    from torchrl_rgm.data.build import write_dataset
+    from torchrl_rgm.generation.build import write_dataset
 
     obs = np.random.default_rng(0).normal(size=(6, 11))
     bad = EpisodeBuffer(id=0, observations=list(obs), actions=list(np.zeros((5, 3), np.float32)),

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-import torchrl_rgm.data.build as build_mod
+import torchrl_rgm.generation.build as build_mod
 from torchrl_rgm.data import load_rgm_data
-from torchrl_rgm.data.behaviour import POLICY_DIR
+from torchrl_rgm.generation.behaviour import POLICY_DIR
 
 from .conftest import build_tiny
 

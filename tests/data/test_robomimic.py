@@ -19,7 +19,7 @@ KEYS = DEFAULT_OBS_KEYS
 def lift(tmp_path_factory):
     """Tiny generated Lift files: 3 ph demos, 6 mg episodes."""
     requires("robosuite")
-    from torchrl_rgm.data.robomimic_build import build_task
+    from torchrl_rgm.generation.robomimic_build import build_task
 
     root = tmp_path_factory.mktemp("robomimic")
     summary = build_task("lift", root=root, ph_episodes=3, mg_episodes=6, seed=0, log=lambda *_: None)
@@ -65,7 +65,7 @@ def test_robomimic_build_layout_and_success(lift):
 
 
 def test_robomimic_build_same_seed_same_files_any_jobs(lift, tmp_path):
-    from torchrl_rgm.data.robomimic_build import build_task
+    from torchrl_rgm.generation.robomimic_build import build_task
 
     root, summary = lift
     again = build_task("lift", root=tmp_path, ph_episodes=3, mg_episodes=6, seed=0, jobs=2, log=lambda *_: None)
@@ -225,7 +225,7 @@ def test_robomimic_handwritten_file_reads_exactly(tmp_path):
 def test_robomimic_can_pick_and_place_demo(tmp_path):
     """The scripted controller also solves Can (pick, carry to the bin, release): a ph demo succeeds."""
     requires("robosuite")
-    from torchrl_rgm.data.robomimic_build import build_task
+    from torchrl_rgm.generation.robomimic_build import build_task
 
     summary = build_task("can", root=tmp_path, datasets=["ph"], ph_episodes=1, log=lambda *_: None)
     assert summary["ph"]["controller_success_rate"] > 0

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from torchrl_rgm.data.sharing import SharingError, default_sources, load_sharing_data, resolve_dataset, source_task
-from torchrl_rgm.data.tasks import task_reward
+from torchrl_rgm.generation.tasks import task_reward
 
 from .conftest import build_tiny
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from torchrl_rgm.data import load_transitions
-from torchrl_rgm.data.envs import env_id, make_env
-from torchrl_rgm.data.tasks import JUMP_HEIGHT_WEIGHT, TASKS, get_task, task_reward
+from torchrl_rgm.generation.tasks import env_id, make_env
+from torchrl_rgm.generation.tasks import JUMP_HEIGHT_WEIGHT, TASKS, get_task, task_reward
 
 from .conftest import build_tiny
 

@@ -109,7 +109,7 @@ def test_missing_datasets_without_policies_are_refused_before_building(tmp_path,
 
     from torchrl_rgm.config import ConfigError
     from torchrl_rgm.sources import make_source
-    from torchrl_rgm.data import behaviour
+    from torchrl_rgm.generation import behaviour
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     monkeypatch.setattr(behaviour, "POLICY_DIR", tmp_path / "no-policies")

@@ -13,10 +13,17 @@ iql_shared    shared data with each source's own reward (IQL)      yes          
 iql_relabeled shared data relabelled by the target's reward (IQL)  yes          no
 ============= ==================================================== ============ =============
 
-Adding one: a module here with an :class:`Algorithm` subclass decorated by :func:`register`, imported below,
-and ``recipes/config/algo/<name>.yaml`` with its fields (recipes/README.md, "Adding an algorithm").
+Adding one: a module here with an :class:`Algorithm` subclass decorated by :func:`register` (every module of
+this package is imported below, which registers it) and ``recipes/config/algo/<name>.yaml`` with its fields
+(recipes/README.md, "Adding an algorithm").
 """
-from . import bc, dwbc, iql, rgm, sharing, smodice, td3bc  # noqa: F401  (each registers its algorithm)
+import importlib
+import pkgutil
+
 from .base import ALGORITHMS, Algorithm, AlgorithmError, Learner, check_positive, get_algorithm, register
 
 __all__ = ["ALGORITHMS", "Algorithm", "AlgorithmError", "Learner", "check_positive", "get_algorithm", "register"]
+
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if _module != "base":
+        importlib.import_module(f"{__name__}.{_module}")  # each module registers its algorithms

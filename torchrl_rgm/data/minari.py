@@ -66,7 +66,7 @@ def find_dataset(dataset_id: str, download: bool = True) -> minari.MinariDataset
     raise DatasetNotFoundError(
         f"Minari dataset {dataset_id!r} not found in the local datasets directory {datasets_root()} "
         f"(local ids: {local or 'none'}), and {reason}. Build local datasets with "
-        "`python -m torchrl_rgm.data.build --env hopper` (ids rgm/<env>/<level>-v0) or set "
+        "`python -m torchrl_rgm.generation.build --env hopper` (ids rgm/<env>/<level>-v0) or set "
         "MINARI_DATASETS_PATH to the directory that holds it."
     )
 

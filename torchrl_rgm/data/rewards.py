@@ -193,7 +193,7 @@ class OtherTaskReward(RewardTransform):
         if info is None or "reward_forward" not in info.keys() or "reward_ctrl" not in info.keys():
             raise KeyError(
                 "The 'other_task' reward needs the per-step infos reward_forward and reward_ctrl "
-                "(datasets built by torchrl_rgm.data.build store them)."
+                "(datasets built by torchrl_rgm.generation.build store them)."
             )
         other = -info.get("reward_forward") + info.get("reward_ctrl")
         if "reward_survive" in info.keys():

@@ -1,7 +1,7 @@
 """robomimic HDF5 files → transition TensorDicts, and their evaluation environment.
 
 :func:`read_transitions` reads a robomimic-format file (robomimic's downloads, or the files
-:mod:`torchrl_rgm.data.robomimic_build` writes) into the same flat transition TensorDict as the
+:mod:`torchrl_rgm.generation.robomimic_build` writes) into the same flat transition TensorDict as the
 Minari loader, so :func:`~torchrl_rgm.data.minari.load_rgm_data` builds RGM's buffers from it unchanged
 (pass the file's path as the dataset id). It needs only h5py; robomimic's own reader
 (``SequenceDataset``) is what the tests check it against.
@@ -46,7 +46,7 @@ def _require(path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"robomimic file {path} does not exist. Generate one with "
-            "`python -m torchrl_rgm.data.robomimic_build --task lift` or pass the path of a downloaded file."
+            "`python -m torchrl_rgm.generation.robomimic_build --task lift` or pass the path of a downloaded file."
         )
     return path
 

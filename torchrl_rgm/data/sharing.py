@@ -12,7 +12,7 @@ The union ``D`` is made of
 Every transition records where it came from (``source``, an index into ``data.info["sources"]``)
 and the target task's true reward (``("next", "target_reward")``, and its episode's sum
 ``target_episode_return``, computed from its logged
-infos by :mod:`torchrl_rgm.data.tasks`: for diagnostics and the relabelled oracle, never seen by
+infos by :mod:`torchrl_rgm.generation.tasks`: for diagnostics and the relabelled oracle, never seen by
 a learner otherwise). ``relabel=True`` gives every transition the target's reward: the
 "relabelled sharing" upper bound of Conservative Data Sharing (Yu et al. 2021), which needs the
 reward function a real user does not have.
@@ -31,10 +31,9 @@ import torch
 from tensordict import TensorDict
 
 from .._keys import REWARD
-from .envs import make_env
+from ..generation.tasks import TASKS, get_task, make_env, task_reward
 from .minari import DatasetNotFoundError, find_dataset, load_transitions, raw_union_metadata
 from .pipeline import RGMData, check_finite, finish_union, select_episodes
-from .tasks import TASKS, get_task, task_reward
 
 __all__ = ["SharingError", "default_sources", "load_sharing_data", "missing_task_datasets", "per_source_means",
            "resolve_dataset", "source_task", "TARGET_REWARD"]
@@ -69,7 +68,7 @@ def source_task(dataset_id: str) -> str:
 
 def missing_task_datasets(names: list[str]) -> dict[str, list[str]]:
     """The ``rgm/<task>/<level>-v0`` datasets among ``names`` that are not local: ``{task: [levels]}``
-    (what :func:`torchrl_rgm.data.build.build_env` builds; other namespaces are never built here)."""
+    (what :func:`torchrl_rgm.generation.build.build_env` builds; other namespaces are never built here)."""
     local = set(minari.list_local_datasets())
     wanted: dict[str, set] = {}
     for name in names:
@@ -95,7 +94,7 @@ def _target_reward(td: TensorDict, target: str, dataset_id: str) -> torch.Tensor
     info = td.get(("next", "info"), None)
     if info is None:
         raise SharingError(f"{dataset_id} logs no per-step infos: the target's reward cannot be computed from it. "
-                           "Rebuild it with `python -m torchrl_rgm.data.build`.")
+                           "Rebuild it with `python -m torchrl_rgm.generation.build`.")
     try:
         return task_reward(target, {k: info.get(k) for k in info.keys()}).reshape(-1, 1).float()
     except KeyError as err:
@@ -154,7 +153,7 @@ def load_sharing_data(
     except DatasetNotFoundError as err:
         raise SharingError(
             f"The target task {target!r} has no expert data: {expert_id} is not available ({err}). Build it with "
-            f"`python -m torchrl_rgm.data.build --env {target} --levels expert`, or pass expert=<a dataset of "
+            f"`python -m torchrl_rgm.generation.build --env {target} --levels expert`, or pass expert=<a dataset of "
             f"{target} demonstrations>."
         ) from None
     for ds_id, spaces in [(expert_id, expert_spaces)] + [(i, _spaces(i, download)) for i in source_ids + unlabelled_ids]:

@@ -1,7 +1,7 @@
 """Generate robomimic-format HDF5 datasets with scripted robosuite controllers.
 
-    python -m torchrl_rgm.data.robomimic_build --task lift            # ph (200 demos) + mg (1000 episodes)
-    python -m torchrl_rgm.data.robomimic_build --task can --jobs 2
+    python -m torchrl_rgm.generation.robomimic_build --task lift            # ph (200 demos) + mg (1000 episodes)
+    python -m torchrl_rgm.generation.robomimic_build --task can --jobs 2
 
 robomimic's downloads are unreachable here, so this drives robosuite's ``Lift`` / ``PickPlaceCan``
 (Panda, OSC_POSE, 20 Hz, sparse reward) with a scripted pick(-and-place) controller and writes files
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from .robomimic import DEFAULT_OBS_KEYS as OBS_KEYS, make_robosuite_env, robomimic_obs
+from ..data.robomimic import DEFAULT_OBS_KEYS as OBS_KEYS, make_robosuite_env, robomimic_obs
 
 __all__ = ["TASKS", "build_task", "default_root", "dataset_path", "env_meta", "DATASETS", "FILE_NAMES",
            "Task", "ScriptedController", "write_hdf5", "main"]

@@ -1,8 +1,8 @@
 """Build D4RL-style Minari datasets from the shipped behaviour policies.
 
-    python -m torchrl_rgm.data.build --env hopper     # rgm/hopper/{random,medium,medium-replay,medium-expert,expert}-v0
-    python -m torchrl_rgm.data.build --all            # all three environments
-    python -m torchrl_rgm.data.build --tasks          # the task families: rgm/<env>-<task>/{medium,medium-replay,expert}-v0
+    python -m torchrl_rgm.generation.build --env hopper     # rgm/hopper/{random,medium,medium-replay,medium-expert,expert}-v0
+    python -m torchrl_rgm.generation.build --all            # all three environments
+    python -m torchrl_rgm.generation.build --tasks          # the task families: rgm/<env>-<task>/{medium,medium-replay,expert}-v0
 
 Levels: ``random`` (uniform actions), ``medium`` and ``expert`` (the shipped policies with
 Gaussian exploration noise ``--noise``), ``medium-replay`` (D4RL's construction: what the TD3
@@ -37,8 +37,7 @@ from minari.data_collector import EpisodeBuffer
 from tqdm import tqdm
 
 from .behaviour import POLICY_DIR, has_shipped_policies, load_policy, policy_action, policy_dir_name
-from .envs import ENVS, env_id, env_names, make_env
-from .tasks import TASKS
+from .tasks import ENVS, TASKS, env_id, env_names, make_env
 
 __all__ = ["LEVELS", "TASK_LEVELS", "DEFAULT_STEPS", "INFO_KEYS", "WARMUP_STEPS", "REPLAY_PROPORTIONS",
            "is_local_namespace", "dataset_id", "rollouts", "replay_plan",
@@ -53,7 +52,7 @@ TASK_LEVELS = ["medium", "medium-replay", "expert"]
 #: this size only with ``replay_proportions="even"``).
 DEFAULT_STEPS = {"random": 100_000, "medium": 200_000, "medium-replay": 100_000, "expert": 200_000}
 #: The behaviour learner's warm-up: its first environment steps take uniform actions
-#: (``torchrl_rgm.data.behaviour.train``'s ``start_steps``).
+#: (``torchrl_rgm.generation.behaviour.train``'s ``start_steps``).
 WARMUP_STEPS = 10_000
 #: How ``medium-replay`` mixes its policies: ``training`` (D4RL: as the learner collected them), ``even`` (earlier).
 REPLAY_PROPORTIONS = ("training", "even")
@@ -151,7 +150,7 @@ def replay_plan(env_name: str, noise: float, proportions: str = "training",
     steps = sorted({(int(info[p.stem]["step"]), p.stem) for p in replay if int(info[p.stem]["step"]) <= medium_step})
     if medium_step <= WARMUP_STEPS or not steps:
         raise ValueError(f"{directory}: medium at step {medium_step} leaves nothing after the {WARMUP_STEPS}-step "
-                         "warm-up; re-export the policies (python -m torchrl_rgm.data.behaviour --export).")
+                         "warm-up; re-export the policies (python -m torchrl_rgm.generation.behaviour --export).")
     # step t (warm-up excluded) goes to the snapshot nearest in training steps: cut halfway between snapshots
     cuts = [WARMUP_STEPS] + [(a + b) / 2 for (a, _), (b, _) in zip(steps, steps[1:])] + [medium_step]
     cuts = [min(max(c, WARMUP_STEPS), medium_step) for c in cuts]
@@ -191,7 +190,7 @@ def write_dataset(ds_id: str, episodes, env_name, ref_min, ref_max, description,
         os.environ["MINARI_DATASETS_PATH"] = str(tmp_root)
         minari.create_dataset_from_buffers(
             dataset_id=ds_id, buffer=_renumber(episodes), env=env_id(env_name), algorithm_name="TD3 behaviour policies",
-            author="torchrl_rgm", code_permalink="torchrl_rgm/data/build.py", ref_min_score=ref_min,
+            author="torchrl_rgm", code_permalink="torchrl_rgm/generation/build.py", ref_min_score=ref_min,
             ref_max_score=ref_max, description=description,
         )
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -235,7 +234,7 @@ def check_targets(envs, levels, overwrite, namespace: str = "rgm") -> None:
     if missing:
         raise FileNotFoundError(
             f"No shipped behaviour policies in {missing}: train them with "
-            "`python -m torchrl_rgm.data.behaviour --env <env>` then `--export`."
+            "`python -m torchrl_rgm.generation.behaviour --env <env>` then `--export`."
         )
 
 
@@ -274,10 +273,10 @@ def build_env(env_name: str, levels=LEVELS, scale: float = 1.0, seed: int = 0, n
         if level not in levels:
             continue
         ds_id = dataset_id(env_name, level, namespace)
-        task = (f" for the task {env_name} (reward: see torchrl_rgm/data/tasks.py)" if env_name in TASKS else "")
+        task = (f" for the task {env_name} (reward: see torchrl_rgm/generation/tasks.py)" if env_name in TASKS else "")
         how = f", {replay_proportions} proportions" if level == "medium-replay" else ""
         description = (f"{level} data on {env_id(env_name)}{task} from torchrl_rgm's TD3 behaviour policies "
-                       f"(noise {noise}, seed {seed}{how}); see torchrl_rgm/data/build.py")
+                       f"(noise {noise}, seed {seed}{how}); see torchrl_rgm/generation/build.py")
         path = write_dataset(ds_id, episodes, env_name, ref_min, ref_max, description, overwrite)
         built[ds_id] = {"episodes": len(episodes), "steps": int(sum(len(e.actions) for e in episodes)),
                         "ref_min_score": ref_min, "ref_max_score": ref_max, "path": str(path)}
@@ -294,7 +293,7 @@ def build_missing(env_name: str, levels, *, scale: float = 1.0, namespace: str =
     missing = sorted({lv for lv in levels if dataset_id(env_name, lv, namespace) not in local})
     ids = [dataset_id(env_name, lv, namespace) for lv in missing]
     if missing:
-        log(f"building {ids} (once; python -m torchrl_rgm.data.build)")
+        log(f"building {ids} (once; python -m torchrl_rgm.generation.build)")
         build_env(env_name, levels=missing, scale=scale, namespace=namespace)
     return ids
 
@@ -338,7 +337,7 @@ def main(argv=None) -> dict:
         untrained = [t for t in envs if not has_shipped_policies(t)]
         for t in untrained:
             print(f"skipping {t}: no shipped behaviour policies (train them with "
-                  f"`python -m torchrl_rgm.data.behaviour --env {t}` then `--export`)")
+                  f"`python -m torchrl_rgm.generation.behaviour --env {t}` then `--export`)")
         envs = [t for t in envs if t not in untrained]
     check_targets(envs, args.levels, args.overwrite, args.namespace)  # before any rollout
     start = time.time()

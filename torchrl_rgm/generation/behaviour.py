@@ -1,13 +1,13 @@
 """Train the behaviour policies that generate the offline datasets (TD3 with TorchRL's ``TD3Loss``).
 
-    python -m torchrl_rgm.data.behaviour --env hopper            # train (resumes if interrupted)
-    python -m torchrl_rgm.data.behaviour --env hopper --export   # pick expert/medium/replay snapshots
-    python -m torchrl_rgm.data.behaviour --env halfcheetah-jump  # a task of a family (data/tasks.py)
+    python -m torchrl_rgm.generation.behaviour --env hopper            # train (resumes if interrupted)
+    python -m torchrl_rgm.generation.behaviour --env hopper --export   # pick expert/medium/replay snapshots
+    python -m torchrl_rgm.generation.behaviour --env halfcheetah-jump  # a task of a family (data/tasks.py)
 
 Training keeps its full state (networks, optimisers, replay buffer, RNG, step) in
 ``--workdir`` and resumes from it. Every ``--eval-every`` steps the deterministic policy is
 evaluated on 10 episodes and its actor saved as a snapshot; ``--export`` then writes the
-shipped checkpoints into ``torchrl_rgm/data/policies/<env>/``: ``expert`` (best snapshot),
+shipped checkpoints into ``torchrl_rgm/generation/policies/<env>/``: ``expert`` (best snapshot),
 ``medium`` (the first snapshot reaching about a third of the way from the first snapshot's return,
 or 0 if higher, to the expert's) and
 ``replay_<k>`` (snapshots on the way to medium, medium included, whose returns spread evenly
@@ -32,8 +32,7 @@ from tqdm import tqdm
 from ..envs import evaluate as evaluate_policy, make_policy_fn
 from ..modules import _mlp, make_actor
 from ..train import save_checkpoint as atomic_save
-from .envs import env_names, make_env
-from .tasks import TASKS
+from .tasks import TASKS, env_names, make_env
 
 __all__ = ["POLICY_DIR", "DEFAULT_WORKDIR", "BUDGETS", "policy_dir_name", "has_shipped_policies", "TD3",
            "policy_action", "evaluate", "train", "export", "load_policy", "main"]

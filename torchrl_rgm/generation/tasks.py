@@ -1,7 +1,10 @@
-"""Task families: the same MuJoCo dynamics, different rewards (the multi-task data-sharing setting).
+"""The gymnasium MuJoCo environments the datasets come from (:data:`ENVS`, :func:`make_env`) and their task
+families: the same MuJoCo dynamics, different rewards (the multi-task data-sharing setting).
+
+A name is an environment (``hopper``, ``halfcheetah``, ``walker2d``: its own reward) or a task of a family.
 
 A task is named ``<env>-<task>`` and its reward is a documented function of the per-step
-information the datasets log (:data:`~torchrl_rgm.data.build.INFO_KEYS` of :mod:`torchrl_rgm.data.build`):
+information the datasets log (:data:`~torchrl_rgm.generation.build.INFO_KEYS` of :mod:`torchrl_rgm.generation.build`):
 
 ========================== ===================================================================
 task                       reward
@@ -20,7 +23,7 @@ walker2d-run-backward      ``-x_velocity + reward_ctrl + reward_survive`` (Walke
 ``reward_ctrl`` is the environment's own control cost (``-0.1 |a|²`` for HalfCheetah,
 ``-0.001 |a|²`` for Walker2d) and ``reward_survive`` its healthy reward (1 per step while
 healthy; Walker2d still terminates when it falls). Where a task is one of the environment's own
-rewards (keyword arguments of ``gym.make``), :func:`torchrl_rgm.data.envs.make_env` passes those arguments and the
+rewards (keyword arguments of ``gym.make``), :func:`torchrl_rgm.generation.tasks.make_env` passes those arguments and the
 function above equals the environment's reward step for step (tested); for the others
 (``jump``) the :class:`TaskRewardWrapper` computes it. Following Conservative Data Sharing
 (Yu et al., 2021), which used walker2d run-forward / run-backward / jump.
@@ -34,7 +37,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-__all__ = ["Task", "TASKS", "TaskRewardWrapper", "get_task", "task_reward"]
+__all__ = ["Task", "TASKS", "TaskRewardWrapper", "get_task", "task_reward", "ENVS", "env_names", "env_id",
+           "make_env"]
 
 JUMP_HEIGHT_WEIGHT = 15.0
 
@@ -45,8 +49,8 @@ def _get(info: Mapping, key: str):
     except KeyError:
         raise KeyError(
             f"The task reward needs the per-step info {key!r}; datasets built by "
-            "torchrl_rgm.data.build (after the task families were added) log it. Rebuild the dataset "
-            "with `python -m torchrl_rgm.data.build --env <env> --overwrite`."
+            "torchrl_rgm.generation.build (after the task families were added) log it. Rebuild the dataset "
+            "with `python -m torchrl_rgm.generation.build --env <env> --overwrite`."
         ) from None
 
 
@@ -138,3 +142,34 @@ class TaskRewardWrapper(gym.Wrapper):
         info = self._with_height(info)
         info["env_reward"] = float(env_reward)
         return obs, float(self.task.reward(info)), term, trunc, info
+
+
+#: The environments, short name → gymnasium id.
+ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
+
+
+def env_names() -> list[str]:
+    """Every accepted name: the environments, then the tasks."""
+    return sorted(ENVS) + sorted(TASKS)
+
+
+def env_id(name: str) -> str:
+    """The gymnasium id of an environment or of a task's environment."""
+    if name in TASKS:
+        name = TASKS[name].env
+    try:
+        return ENVS[name]
+    except KeyError:
+        raise ValueError(f"Unknown env {name!r}; accepted values are {env_names()}.") from None
+
+
+def make_env(name: str, **kwargs) -> gym.Env:
+    """The gymnasium environment of ``name``; a task's is made with its ``env_kwargs`` and wrapped in
+    :class:`~torchrl_rgm.generation.tasks.TaskRewardWrapper` to return the task's reward.
+
+    ``kwargs`` go to ``gym.make`` (overriding a task's own ``env_kwargs``).
+    """
+    if name in TASKS:
+        task = get_task(name)
+        return TaskRewardWrapper(gym.make(env_id(task.env), **{**task.env_kwargs, **kwargs}), task)
+    return gym.make(env_id(name), **kwargs)
