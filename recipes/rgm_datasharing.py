@@ -20,12 +20,12 @@ from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the loop lives in rgm_mujoco.py beside this file
 
-from rgm_mujoco import train  # noqa: E402
+from rgm_mujoco import train_or_exit  # noqa: E402
 
 
 @hydra.main(config_path="config", config_name="rgm_datasharing", version_base=None)
 def main(cfg: DictConfig) -> dict:
-    return train(cfg)
+    return train_or_exit(cfg)
 
 
 if __name__ == "__main__":

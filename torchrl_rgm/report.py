@@ -28,9 +28,19 @@ __all__ = ["write_json", "save_figure", "plot_learning_curve", "plot_per_source"
 
 
 def write_json(payload: dict, path) -> None:
-    """Atomic (:func:`~torchrl_rgm.atomic.atomic_path`)."""
+    """Strict JSON (a NaN or infinite number is written as ``null``), atomically (:func:`~torchrl_rgm.atomic.atomic_path`)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2))
+        tmp.write_text(json.dumps(_strict(payload), indent=2, allow_nan=False))
+
+
+def _strict(x):
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _strict(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strict(v) for v in x]
+    return x
 
 
 def save_figure(fig, path) -> None:

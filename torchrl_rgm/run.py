@@ -2,11 +2,16 @@
 its checkpoints (atomic, ``weights_only``-loadable, exact resume) and its logger."""
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import math
+import os
+import shutil
+import socket
 from pathlib import Path
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torchrl.record.loggers import get_logger
 
@@ -16,13 +21,21 @@ from .config import ConfigError, check_run_fields, domain
 from .sources import make_source
 from .train import TransitionSampler, load_checkpoint, save_checkpoint
 
-__all__ = ["CONFIG_NAME", "CHECKPOINT_NAME", "validate", "prepare_run_dir", "start_run", "load_resumed_config",
-           "save_config", "save_progress", "restore_progress", "make_logger", "log_metrics"]
+__all__ = ["CONFIG_NAME", "CHECKPOINT_NAME", "PREVIOUS_CHECKPOINT_NAME", "CLAIM_NAME", "RESUMABLE", "validate",
+           "prepare_run_dir", "claim_run_dir", "start_run", "apply_resume_overrides", "load_resumed_config",
+           "save_config", "save_progress", "restore_progress", "trim_logs", "check_data", "make_logger",
+           "log_metrics"]
 
 #: The resolved configuration's file name in a run directory (what ``resume=`` reloads).
 CONFIG_NAME = "config.yaml"
-#: The training state's file name in a run directory (:func:`save_progress`).
-CHECKPOINT_NAME = "checkpoint.pt"
+#: The training state's file name in a run directory (:func:`save_progress`); the one before it is kept beside it.
+CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME = "checkpoint.pt", "checkpoint.prev.pt"
+#: The file that marks a run directory as in use by one process (:func:`claim_run_dir`).
+CLAIM_NAME = ".run-claim"
+#: What a resumed run may change: its length (longer only: the cosine schedules stretch to the new budget), how
+#: often it checkpoints, whether and how it is compiled, how many environments evaluate it (returns do not
+#: depend on it).
+RESUMABLE = ("budget.updates", "checkpoint_every", "compile", "compile_mode", "eval.num_envs")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -41,15 +54,21 @@ def validate(cfg: DictConfig) -> None:
 
 
 def prepare_run_dir(cfg: DictConfig) -> tuple[Path, bool]:
-    """``(run_dir, resuming)``: the ``resume=`` directory (it must hold ``checkpoint.pt``), or a new one.
+    """``(run_dir, resuming)``: the ``resume=`` directory, or a new one, claimed for this process alone.
 
-    A new run goes to ``run_dir``, or by default to ``outputs/<env>-<what>-s<seed>-<timestamp>``;
-    an existing non-empty directory is refused, so no run overwrites another.
+    A new run goes to ``run_dir``, or by default to ``outputs/<env>-<what>-s<seed>-<timestamp>``. The claim
+    (:func:`claim_run_dir`) is atomic: of two runs started on one directory at the same instant, one wins and the
+    other gets a clear error. An existing directory with another run's outputs is refused, so no run overwrites
+    another; one left by a run that died before its first checkpoint (only ``config.yaml`` and logs) is reused.
+    ``resume=`` accepts any run directory: without a checkpoint it starts from the beginning with its saved
+    configuration.
     """
     if cfg.resume:
         run_dir = Path(cfg.resume)
-        if not (run_dir / CHECKPOINT_NAME).exists():
-            raise ConfigError(f"resume={run_dir}: no {CHECKPOINT_NAME} there to resume from.")
+        if not (run_dir / CONFIG_NAME).exists():
+            raise ConfigError(f"resume={run_dir}: no {CONFIG_NAME} there, so it is not a run directory "
+                              "(a run writes its configuration first). Pass the directory a run printed.")
+        claim_run_dir(run_dir)
         return run_dir, True
     if cfg.run_dir:
         run_dir = Path(cfg.run_dir)
@@ -57,22 +76,98 @@ def prepare_run_dir(cfg: DictConfig) -> tuple[Path, bool]:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         what = cfg.algo.name if domain(cfg) == "datasharing" else f"{cfg.dataset.union}-{cfg.reward.name}"
         run_dir = Path("outputs") / f"{cfg.env.name}-{what}-s{cfg.seed}-{stamp}"
-    if run_dir.exists() and any(run_dir.iterdir()):
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"Cannot create the run directory {run_dir} ({err.strerror}); choose a writable run_dir.") from None
+    contents = {p.name for p in run_dir.iterdir()} - {CLAIM_NAME}
+    reusable = contents <= {CONFIG_NAME, "logs"}  # a run that died before its first checkpoint
+    if contents and not reusable:
         raise ConfigError(
             f"Run directory {run_dir} exists and is not empty: pass resume={run_dir} to continue it, "
             "or another run_dir."
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    claim_run_dir(run_dir)
+    if contents:  # only now, holding the claim: the dead run's configuration and logs give way to this run's
+        (run_dir / CONFIG_NAME).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "logs", ignore_errors=True)
     return run_dir, False
+
+
+def claim_run_dir(run_dir: Path) -> None:
+    """Make this process the only run working in ``run_dir``: an exclusive-create ``.run-claim`` file holding
+    ``<host> <pid>``, removed at exit. A claim whose process is gone (killed) is taken over; a live one is refused."""
+    path, me = run_dir / CLAIM_NAME, f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = path.read_text().strip() if path.exists() else ""
+            if owner == me:
+                return
+            if not _claim_is_stale(owner) or not _take_over(path, owner):
+                raise ConfigError(
+                    f"Run directory {run_dir} is in use by another run ({owner or 'starting'}): wait for it to finish, "
+                    f"or choose another run_dir. If that run is gone for good, delete {path}.") from None
+            continue
+        except OSError as err:
+            raise ConfigError(f"Cannot write in the run directory {run_dir} ({err.strerror}); choose a writable "
+                              "run_dir.") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        atexit.register(_release_claim, path, me)
+        return
+    raise ConfigError(f"Run directory {run_dir} is in use by another run; choose another run_dir.")
+
+
+def _claim_is_stale(owner: str) -> bool:
+    host, _, pid = owner.partition(" ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's (or a half-written) claim: never assume it is dead
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _take_over(path: Path, owner: str) -> bool:
+    """Move a stale claim aside atomically (one process wins); put it back if it changed meanwhile."""
+    aside = path.with_name(f"{CLAIM_NAME}.{os.getpid()}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return True  # someone else removed it: try to claim
+    if aside.read_text().strip() != owner:
+        os.rename(aside, path)
+        return False
+    aside.unlink()
+    return True
+
+
+def _release_claim(path: Path, me: str) -> None:
+    try:
+        if path.read_text().strip() == me:
+            path.unlink()
+    except OSError:
+        pass
 
 
 def start_run(cfg: DictConfig) -> tuple[DictConfig, Path, bool, torch.device]:
     """Check everything that needs no data, claim (or reopen, with ``resume=``) the run directory,
     seed torch, flush subnormal floats to zero on CPU (:func:`torch.set_flush_denormal`, see the README's
-    "Decisions") and save the configuration; returns ``(cfg, run_dir, resuming, device)``."""
+    "Decisions") and save the configuration; returns ``(cfg, run_dir, resuming, device)``.
+
+    On ``resume=`` the saved configuration is used; a command-line override of :data:`RESUMABLE` (a longer
+    budget, checkpointing, compilation, the number of evaluation environments) is applied, any other override
+    that differs from the saved run is refused with the list of differences.
+    """
     validate(cfg)
     run_dir, resuming = prepare_run_dir(cfg)
-    cfg = load_resumed_config(run_dir) if resuming else cfg
+    if resuming:
+        cfg = apply_resume_overrides(load_resumed_config(run_dir), cfg, _command_line_overrides())
     torch.manual_seed(cfg.seed)
     # Adam's second moments of barely-trained parameters (a zero-started Δr at 3e-7) decay into subnormal
     # floats, and CPU arithmetic on subnormals is ~100x slower: a hopper run fell from 94 to 15 updates/s by 50k
@@ -80,6 +175,36 @@ def start_run(cfg: DictConfig) -> tuple[DictConfig, Path, bool, torch.device]:
     torch.set_flush_denormal(True)
     save_config(cfg, run_dir)
     return cfg, run_dir, resuming, torch.device(cfg.device)
+
+
+def _command_line_overrides() -> list[str]:
+    """The overrides of the running Hydra application (empty when the config was composed in Python)."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def apply_resume_overrides(saved: DictConfig, asked: DictConfig, overrides: list[str]) -> DictConfig:
+    """``saved`` with the overrides of :data:`RESUMABLE` applied from ``asked``; any other override whose value
+    differs from the saved run's raises :class:`ConfigError` listing every difference."""
+    refused = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in ("resume", "run_dir") or "=" not in override:
+            continue
+        new, old = OmegaConf.select(asked, key, default=None), OmegaConf.select(saved, key, default=None)
+        if new == old:
+            continue
+        if key in RESUMABLE:
+            if key == "budget.updates" and new < old:
+                refused.append(f"{key}: the run has {old}, a resume can lengthen it but not shorten it ({new})")
+            else:
+                OmegaConf.update(saved, key, new, force_add=True)
+        else:
+            refused.append(f"{key}: the run has {old!r}, the command line asks {new!r}")
+    if refused:
+        raise ConfigError(f"resume={saved.resume} continues the run as it was configured; these overrides would change "
+                          "it: " + "; ".join(refused) + f". Only {', '.join(RESUMABLE)} can change on resume; "
+                          "start a new run for the others.")
+    return saved
 
 
 def load_resumed_config(run_dir: Path) -> DictConfig:
@@ -95,19 +220,59 @@ def save_config(cfg: DictConfig, run_dir: Path) -> None:
         OmegaConf.save(OmegaConf.merge(cfg, {"run_dir": str(run_dir)}), tmp, resolve=True)
 
 
-def save_progress(path: Path, learner: Learner, sampler: TransitionSampler, step: int, history: list) -> None:
+def save_progress(path: Path, learner: Learner, sampler: TransitionSampler, step: int, history: list,
+                  budget: int | None = None) -> None:
     """Everything an exact resume needs: the learner (networks, losses, optimisers), the sampler's and torch's
-    random states, the step and the evaluation history."""
+    random states, the step, the evaluation history and the budget the schedules run over. The previous
+    checkpoint is kept as :data:`PREVIOUS_CHECKPOINT_NAME`, so a damaged file never loses the run."""
+    path = Path(path)
+    if path.exists():
+        os.replace(path, path.with_name(PREVIOUS_CHECKPOINT_NAME))
     save_checkpoint({**learner.state_dict(), "sampler": sampler.state_dict(), "torch_rng": torch.get_rng_state(),
-                     "step": step, "history": history}, path)
+                     "step": step, "history": history, "budget": budget}, path)
 
 
-def restore_progress(path: Path, learner: Learner) -> dict:
-    """Load :func:`save_progress`'s checkpoint into ``learner``; returns the checkpoint (sampler state, RNG,
-    step, history) for the caller to restore once its sampler exists."""
-    state = load_checkpoint(path)
-    learner.load_state_dict(state)
-    return state
+def restore_progress(path: Path, learner: Learner, budget: int | None = None) -> dict | None:
+    """Load :func:`save_progress`'s checkpoint into ``learner`` (falling back to the previous one, named, when the
+    last is damaged) and stretch its cosine schedules to ``budget`` if the run was lengthened; returns the
+    checkpoint (sampler state, RNG, step, history) for the caller, or ``None`` when the run has no checkpoint yet
+    (it then starts from the beginning)."""
+    path = Path(path)
+    candidates = [p for p in (path, path.with_name(PREVIOUS_CHECKPOINT_NAME)) if p.exists()]
+    if not candidates:
+        return None
+    errors = []
+    for candidate in candidates:
+        try:
+            state = load_checkpoint(candidate)
+        except Exception as err:  # truncated or corrupted: say which file, try the previous one
+            errors.append(f"{candidate} is unreadable ({type(err).__name__}: {str(err).splitlines()[0][:120]})")
+            continue
+        if errors:
+            print(f"warning: {errors[0]}; resuming from {candidate} (update {state['step']}) instead.")
+        learner.load_state_dict(state)
+        if budget is not None and state.get("budget") not in (None, budget):
+            learner.update.stretch_schedules(state["budget"], budget)
+        return state
+    raise ConfigError("; ".join(errors) + ". No checkpoint of this run can be read: start a new run.")
+
+
+def check_data(cfg: DictConfig, data) -> None:
+    """What needs the loaded data but no training work: the batch fits in the union."""
+    if cfg.algo.batch_size > data.union.shape[0]:
+        raise ConfigError(f"algo.batch_size={cfg.algo.batch_size} is larger than the union ({data.union.shape[0]} "
+                          f"transitions of {data.union_id}); use a smaller algo.batch_size or a larger dataset.")
+
+
+def trim_logs(run_dir: Path, step: int) -> None:
+    """Drop the CSV log rows written after ``step`` (evaluations made after the checkpoint a run resumes from,
+    which the resumed run makes again)."""
+    for path in (run_dir / "logs").rglob("scalars/*.csv"):
+        lines = path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if not line.strip() or float(line.split(",", 1)[0]) <= step]
+        if len(kept) != len(lines):
+            with atomic_path(path) as tmp:
+                tmp.write_text("".join(kept))
 
 
 def make_logger(cfg: DictConfig, run_dir: Path):

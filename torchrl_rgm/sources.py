@@ -10,6 +10,7 @@ its task's environment. A new source is one subclass here and its entry in :data
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,15 @@ class DataSource:
         choice("dataset.expert_union_reward", self.cfg.dataset.get("expert_union_reward", "given"),
                EXPERT_UNION_REWARDS)
         choice("reward setting", self.cfg.reward.name, REWARD_SETTINGS)
+        kwargs = dict(self.cfg.reward.get("kwargs") or {})
+        accepted = set(inspect.signature(REWARD_SETTINGS[self.cfg.reward.name]).parameters)
+        unknown = sorted(set(kwargs) - accepted)
+        if unknown:
+            raise ConfigError(f"reward.kwargs {unknown} are not options of the {self.cfg.reward.name!r} reward; it "
+                              f"accepts {sorted(accepted) or 'none'}.")
+        n = self.cfg.dataset.n_expert_trajectories
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise ConfigError(f"dataset.n_expert_trajectories must be a whole number of trajectories, got {n!r}.")
 
     def load(self, reward: str | None = None) -> RGMData:
         """The union ``D`` (with ``is_expert``), ``D^E``, ``mu0`` and statistics, building missing local datasets

@@ -50,6 +50,13 @@ class _OptimizerStep:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
 
+    def stretch_schedules(self, old_steps: int, new_steps: int) -> None:
+        """A resumed run lengthened from ``old_steps`` to ``new_steps``: every cosine that ran over the old budget
+        runs over the new one from here on (a schedule with its own horizon, e.g. Δr's 1e6, is left alone)."""
+        for fn in self.scheduler.lr_lambdas:
+            if isinstance(fn, _cosine) and fn.total_steps == old_steps:
+                fn.total_steps = new_steps
+
     @staticmethod
     def metrics_to_floats(metrics: TensorDict) -> dict[str, float]:
         """One host sync for all metrics (call it every N steps, not every step)."""

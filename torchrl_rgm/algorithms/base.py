@@ -7,11 +7,13 @@ Adding an algorithm is one module in this package that subclasses :class:`Algori
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDictBase
 
 from ..modules import make_discriminator
@@ -163,8 +165,21 @@ def get_algorithm(name: str) -> Algorithm:
 
 
 def check_positive(algo, *names: str) -> None:
-    """Each ``algo.<name>`` must be a finite number > 0."""
+    """Each ``algo.<name>`` must be a finite number > 0. A field that follows another (``alpha: ${env.alpha}``)
+    is reported under the field to set."""
     for name in names:
         value = algo.get(name)
         if value is None or not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
-            raise AlgorithmError(f"algo.{name} must be > 0, got {value}.")
+            source = _interpolated_from(algo, name)
+            where = f"{source} must be > 0, got {value} (algo.{name} follows it)" if source else \
+                f"algo.{name} must be > 0, got {value}"
+            raise AlgorithmError(where + ".")
+
+
+def _interpolated_from(algo, name: str) -> str | None:
+    """``env.alpha`` when ``algo.<name>`` is ``${env.alpha}``, else ``None``."""
+    if not isinstance(algo, DictConfig) or not OmegaConf.is_interpolation(algo, name):
+        return None
+    raw = OmegaConf.to_container(algo, resolve=False)[name]
+    match = re.fullmatch(r"\$\{([\w.]+)\}", str(raw))
+    return match.group(1) if match else None

@@ -73,7 +73,10 @@ def find_dataset(dataset_id: str, download: bool = True) -> minari.MinariDataset
 
 def _fingerprint(dataset: minari.MinariDataset) -> str:
     data_path = Path(dataset.storage.data_path)
-    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(data_path.glob("*")) if p.is_file()]
+    # the change time moves on every write and cannot be set back: a file rewritten with the same size and
+    # modification time still gets a new key
+    stats = [(p.name, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+             for p in sorted(data_path.glob("*")) if p.is_file() for st in [p.stat()]]
     return hashlib.sha1(json.dumps([CACHE_VERSION, str(data_path), stats]).encode()).hexdigest()[:16]
 
 
@@ -166,6 +169,12 @@ def _process(union_id: str, expert_id: str, *, n_expert_trajectories: int, rewar
             )
     check_finite(raw_union, union_id)
     check_finite(raw_expert, expert_id)
+    union_env, expert_env = (raw_union_metadata(i, download).get("env_id") for i in (union_id, expert_id))
+    if union_env and expert_env and union_env != expert_env:
+        raise DatasetError(
+            f"The expert data come from another environment: {expert_id} was collected in {expert_env}, "
+            f"{union_id} in {union_env}. Use the expert dataset of {union_env} (dataset.expert)."
+        )
     expert = select_episodes(raw_expert, n_expert_trajectories, expert_id).clone()
     union = raw_union.clone()  # never write into the memory-mapped cache
     if expert_id != union_id:  # distinct random streams for the two datasets' transitions
@@ -176,6 +185,8 @@ def _process(union_id: str, expert_id: str, *, n_expert_trajectories: int, rewar
         reward_kwargs["threshold"] = float(torch.quantile(returns.double(), 0.9))
     transform = make_reward_transform(reward, **reward_kwargs)
     union, expert = transform(union), transform(expert)
+    for td, name in ((union, union_id), (expert, expert_id)):  # a reward computed from stored infos may not be
+        check_finite(td, name, keys=(REWARD,), source=f" after the {reward!r} reward (computed from the stored data)")
 
     expert.set("is_expert", torch.ones(expert.shape[0], 1, dtype=torch.bool))
     if expert_id == union_id:  # D^E ⊂ D^O already: flag those episodes, do not duplicate them

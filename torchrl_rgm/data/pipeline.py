@@ -71,15 +71,16 @@ class RGMData:
         return TensorDictReplayBuffer(storage=TensorStorage(td), sampler=RandomSampler(), batch_size=batch_size)
 
 
-def check_finite(td: TensorDict, name: str) -> None:
-    """One clear error if any observation, action or reward of ``td`` is NaN or infinite."""
-    for key in (OBS, "action", NEXT_OBS, REWARD):
+def check_finite(td: TensorDict, name: str, keys=(OBS, "action", NEXT_OBS, REWARD), source: str = "") -> None:
+    """One clear error if any of ``keys`` (default: observations, actions, rewards) of ``td`` is NaN or infinite;
+    ``source`` says where a computed entry came from (e.g. the per-step infos a reward setting reads)."""
+    for key in keys:
         value = td.get(key)
         bad = ~torch.isfinite(value)
         if bad.any():
             rows = bad.reshape(bad.shape[0], -1).any(-1).nonzero().flatten()
             raise DatasetError(
-                f"{name}: {int(rows.numel())} transitions have NaN/inf in {key!r} "
+                f"{name}: {int(rows.numel())} transitions have NaN/inf in {key!r}{source} "
                 f"(first at transitions {rows[:5].tolist()}); clean the dataset or rebuild it."
             )
 

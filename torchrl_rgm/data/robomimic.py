@@ -52,10 +52,12 @@ def _require(path) -> Path:
 
 
 def fingerprint(path) -> str:
-    """A short hash of a file's resolved path, size and modification time: the cache key of its transitions."""
+    """A short hash of a file's resolved path, size, inode and modification and change times: the cache key of its
+    transitions (the change time moves on every write and cannot be set back, so a file rewritten with the same
+    size and modification time gets a new key)."""
     p = _require(path).resolve()
     st = p.stat()
-    return hashlib.sha1(json.dumps([str(p), st.st_size, st.st_mtime_ns]).encode()).hexdigest()[:16]
+    return hashlib.sha1(json.dumps([str(p), st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]).encode()).hexdigest()[:16]
 
 
 def _open(path):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -287,14 +288,19 @@ def build_missing(env_name: str, levels, *, scale: float = 1.0, namespace: str =
     """Build the ``levels`` of ``env_name`` that are not local yet (at ``scale``); returns their ids.
 
     What the recipes, the study's pre-build and the tutorials do before loading: existing datasets are
-    left as they are, whatever their size.
+    left as they are, whatever their size. Processes building the same environment take turns (an exclusive
+    lock per namespace and environment): the second waits for the first and then finds its datasets built.
     """
-    local = set(minari.list_local_datasets())
-    missing = sorted({lv for lv in levels if dataset_id(env_name, lv, namespace) not in local})
-    ids = [dataset_id(env_name, lv, namespace) for lv in missing]
-    if missing:
-        log(f"building {ids} (once; python -m torchrl_rgm.generation.build)")
-        build_env(env_name, levels=missing, scale=scale, namespace=namespace)
+    root = Path(minari.storage.get_dataset_path())
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".build-{namespace}-{env_name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        local = set(minari.list_local_datasets())
+        missing = sorted({lv for lv in levels if dataset_id(env_name, lv, namespace) not in local})
+        ids = [dataset_id(env_name, lv, namespace) for lv in missing]
+        if missing:
+            log(f"building {ids} (once; python -m torchrl_rgm.generation.build)")
+            build_env(env_name, levels=missing, scale=scale, namespace=namespace)
     return ids
 
 

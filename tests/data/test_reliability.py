@@ -1,0 +1,73 @@
+"""Reliability of the data layer (issue 18): NaN in stored infos, the cache key, concurrent builds, strict JSON."""
+import json
+import math
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from torchrl_rgm.data import load_rgm_data, load_transitions
+from torchrl_rgm.data.pipeline import DatasetError
+from torchrl_rgm.generation import build as build_mod
+from torchrl_rgm.generation.build import rollouts, write_dataset
+from torchrl_rgm.report import write_json
+
+
+def test_nan_in_the_infos_a_reward_reads_is_refused_at_load():
+    """reward=other_task computes the reward from the stored per-step infos: a NaN there must not train."""
+    episodes = rollouts("hopper", [(None, 0.0, 1.0)], 200, 0, "tiny", max_episode_steps=40)
+    episodes[1].infos["reward_forward"][5] = np.nan
+    write_dataset("rgm/hopper/nan-v0", episodes, "hopper", -10.0, 100.0, "NaN in an info", overwrite=False)
+    load_rgm_data("rgm/hopper/nan-v0", "rgm/hopper/nan-v0", n_expert_trajectories=1, reward="negated")  # unread
+    with pytest.raises(DatasetError, match=r"rgm/hopper/nan-v0: 1 transitions have NaN/inf in \('next', 'reward'\) "
+                                           r"after the 'other_task' reward"):
+        load_rgm_data("rgm/hopper/nan-v0", "rgm/hopper/nan-v0", n_expert_trajectories=1, reward="other_task")
+
+
+def test_a_file_rewritten_with_the_same_size_and_mtime_is_converted_again(tmp_path):
+    episodes = rollouts("hopper", [(None, 0.0, 1.0)], 100, 0, "tiny", max_episode_steps=30)
+    path = write_dataset("rgm/hopper/same-v0", episodes, "hopper", -10.0, 100.0, "cache key", overwrite=False)
+    first = load_transitions("rgm/hopper/same-v0")
+    data_file = next(path.rglob("main_data*"))
+    st = data_file.stat()
+    blob = bytearray(data_file.read_bytes())
+    data_file.write_bytes(bytes(blob))  # same bytes, same size: a rewrite
+    os.utime(data_file, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old modification time
+    entries = tmp_path / "cache" / "transitions" / "rgm__hopper__same-v0"
+    before = {p.name for p in entries.iterdir()}
+    load_transitions("rgm/hopper/same-v0")
+    assert len({p.name for p in entries.iterdir()} - before) == 1  # a new cache entry, not the stale one
+    assert first.shape[0] > 0
+
+
+def test_concurrent_builds_of_one_environment_take_turns(monkeypatch):
+    """Two processes (here threads) missing the same datasets: the second waits for the first instead of failing."""
+    spans, built = [], set()
+
+    def fake_build(env, levels, scale, namespace):
+        start = time.time()
+        time.sleep(0.3)
+        built.update(levels)
+        spans.append((start, time.time()))
+
+    monkeypatch.setattr(build_mod, "build_env", fake_build)
+    monkeypatch.setattr(build_mod.minari, "list_local_datasets",
+                        lambda: {build_mod.dataset_id("hopper", lv, "rgm-x") for lv in built})
+    threads = [threading.Thread(target=build_mod.build_missing, args=("hopper", ["random"]),
+                                kwargs={"namespace": "rgm-x", "log": lambda *_: None}) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(spans) == 1  # the second found the dataset built once the lock was free
+
+
+def test_summary_json_is_strict(tmp_path):
+    write_json({"final": float("nan"), "best": 3.0, "per_source": {"a": {"w": float("inf")}}}, tmp_path / "s.json")
+    text = (tmp_path / "s.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {"final": None, "best": 3.0,
+                                                                         "per_source": {"a": {"w": None}}}
+    assert not math.isnan(3.0)

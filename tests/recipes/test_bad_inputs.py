@@ -1,0 +1,218 @@
+"""The reliability catalogue: bad inputs and crashes through the real recipe and loader, on tiny real datasets.
+
+Each bad input must end in one clear message (``error: ...``: the problem and the fix, no traceback), before any
+training work, and leave every existing output and dataset byte-identical. The crash cases (a killed run, a
+damaged checkpoint, two runs on one directory, a resume with other settings) must end in a usable run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "recipes" / "rgm_mujoco.py"
+TINY = ["budget.discriminator_steps=10", "algo.batch_size=32", "algo.hidden=[16,16]", "eval.episodes=1",
+        "eval.num_envs=1", "compile=false"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("bad")
+    environ = dict(os.environ, MINARI_DATASETS_PATH=str(base / "minari"), TORCHRL_RGM_CACHE=str(base / "cache"),
+                   OMP_NUM_THREADS="1")
+    code = (
+        "from tests.data.conftest import build_tiny\n"
+        "build_tiny('rgm/hopper/medium-replay-v0', steps=400, policy='actor', max_steps=60)\n"
+        "build_tiny('rgm/hopper/expert-v0', steps=120, seed=3, policy='actor', max_steps=60)\n"
+        "build_tiny('rgm/walker2d/medium-replay-v0', steps=200, env='walker2d', max_steps=50)\n"
+        "build_tiny('rgm/halfcheetah/expert-v0', steps=100, seed=2, env='halfcheetah', max_steps=50)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ, check=True, capture_output=True)
+    finished = base / "finished"  # an existing run every bad input must leave alone
+    run(environ, f"run_dir={finished}", "budget.updates=20", "eval.every=20", "checkpoint_every=20")
+    return environ, base
+
+
+def run(environ, *overrides, check=True, **kwargs):
+    return subprocess.run([sys.executable, str(RECIPE), *TINY, *overrides], cwd=ROOT, env=environ,
+                          capture_output=True, text=True, check=check, **kwargs)
+
+
+def snapshot(*roots: Path) -> dict:
+    return {str(p): hashlib.sha1(p.read_bytes()).hexdigest() for root in roots for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != ".run-claim" and not p.name.endswith(".lock")}
+
+
+def bad_inputs(base: Path) -> list[tuple[str, list[str], str]]:
+    """(what, overrides, the message it must print)."""
+    taken = base / "taken"
+    taken.mkdir(exist_ok=True)
+    (taken / "notes.txt").write_text("mine")
+    not_a_run = base / "not-a-run"
+    not_a_run.mkdir(exist_ok=True)
+    cases = [
+        ("unknown env option", ["env=pong"], "env/pong"),
+        ("unknown env name", ["env.name=pong"], "Unknown env 'pong'"),
+        ("unknown reward setting", ["reward.name=inverted"], "Unknown reward setting 'inverted'"),
+        ("alpha of 0", ["algo.alpha=0"], "algo.alpha must be > 0"),
+        ("env alpha of 0", ["env.alpha=0"], "env.alpha must be > 0, got 0 (algo.alpha follows it)"),
+        ("gamma of 1", ["algo.gamma=1.0"], "algo.gamma must lie in (0, 1)"),
+        ("negative budget", ["budget.updates=-5"], "budget.updates must be > 0"),
+        ("fractional expert count", ["dataset.n_expert_trajectories=1.5"], "must be a whole number of trajectories"),
+        ("too many expert trajectories", ["dataset.n_expert_trajectories=500"], "holds only"),
+        ("mistyped reward keyword", ["reward=partial", "+reward.kwargs.pp=0.3"], "accepts ['p', 'seed']"),
+        ("actor IQL cannot use", ["algo=iql", "algo.actor=deterministic"], "algo=iql needs a stochastic actor"),
+        ("unknown logger", ["logger.backend=mlflow"], "Unknown logger backend 'mlflow'"),
+        ("unknown compile", ["compile=maybe"], "Unknown compile 'maybe'"),
+        ("unknown divergence", ["algo.divergence=js"], "Unknown divergence 'js'"),
+        ("unknown dataset level", ["dataset.union=hard"], "Unknown dataset level 'hard'"),
+        ("relabelling outside data sharing", ["algo=iql_relabeled"], "belongs to recipes/rgm_datasharing.py"),
+        ("run dir with other files", [f"run_dir={taken}"], "exists and is not empty"),
+        ("resume of a directory that is no run", [f"resume={not_a_run}"], "it is not a run directory"),
+        ("unwritable run dir", ["run_dir=/proc/rgm-run"], "Cannot create the run directory /proc/rgm-run"),
+        ("batch larger than the union", ["algo.batch_size=100000"], "is larger than the union"),
+        ("missing dataset on the hub namespace", ["dataset.namespace=mujoco"], "mujoco/hopper/medium-replay-v0"),
+        ("resume with other settings", [f"resume={base / 'finished'}", "seed=5", "algo.alpha=0.7"],
+         "seed: the run has 0, the command line asks 5; algo.alpha"),
+        ("resume shortening the run", [f"resume={base / 'finished'}", "budget.updates=10"],
+         "can lengthen it but not shorten it"),
+    ]
+    if torch.cuda.is_available():
+        cases = [c for c in cases if "cuda" not in c[0]]
+    else:
+        cases.append(("CUDA without a GPU", ["device=cuda"], "CUDA is not available"))
+    return cases
+
+
+def test_every_bad_input_ends_in_one_clear_message_and_touches_nothing(env):
+    environ, base = env
+    cases = bad_inputs(base)
+    assert len(cases) >= 20
+    before = snapshot(base / "minari", base / "finished", base / "taken")
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(lambda c: run(environ, *c[1], f"hydra.run.dir={base}", check=False), cases))
+    problems = []
+    for (what, _, message), out in zip(cases, outs):
+        text = out.stdout + out.stderr
+        if out.returncode == 0 or message not in text or "Traceback" in text:
+            problems.append(f"{what}: exit {out.returncode}, wanted {message!r}, got {text.strip()[-400:]!r}")
+    assert not problems, "\n".join(problems)
+    assert snapshot(base / "minari", base / "finished", base / "taken") == before
+    assert not (base / "rgm-run").exists()
+
+
+def test_expert_data_from_another_environment_are_refused(env):
+    """walker2d and halfcheetah share observation and action shapes; the env ids differ."""
+    environ, base = env
+    code = ("from torchrl_rgm.data import load_rgm_data\n"
+            "load_rgm_data('rgm/walker2d/medium-replay-v0', 'rgm/halfcheetah/expert-v0', n_expert_trajectories=1)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "rgm/halfcheetah/expert-v0 was collected in HalfCheetah-v5, rgm/walker2d/medium-replay-v0 in Walker2d-v5" \
+        in out.stderr
+
+
+def test_two_runs_on_one_directory_one_wins(env):
+    environ, base = env
+    run_dir = base / "contested"
+    procs = [subprocess.Popen([sys.executable, str(RECIPE), *TINY, f"run_dir={run_dir}", "budget.updates=30",
+                               "eval.every=30", "checkpoint_every=30"], cwd=ROOT, env=environ,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [(p.wait(), p.stdout.read() + p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in outs)
+    assert codes[0] == 0 and codes[1] != 0, outs
+    loser = next(text for code, text in outs if code != 0)
+    assert "is in use by another run" in loser or "exists and is not empty" in loser, loser
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["updates"] == 30
+    logged = (run_dir / "logs" / "rgm" / "scalars" / "normalized_score.csv").read_text().split()
+    assert len(logged) == 1, logged  # one curve, not two interleaved
+    assert not (run_dir / ".run-claim").exists()  # released at exit
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_be_resumed_or_reused(env):
+    environ, base = env
+    dead = base / "dead"
+    dead.mkdir()
+    finished = base / "finished"
+    (dead / "config.yaml").write_text((finished / "config.yaml").read_text().replace(str(finished), str(dead)))
+    (dead / ".run-claim").write_text(f"{os.uname().nodename} 999999999")  # its process is gone
+    out = run(environ, f"resume={dead}")
+    assert json.loads((dead / "summary.json").read_text())["updates"] == 20, out.stdout
+    reused = base / "dead2"
+    reused.mkdir()
+    (reused / "config.yaml").write_text("left by a run that died")
+    run(environ, f"run_dir={reused}", "budget.updates=10", "eval.every=10", "checkpoint_every=10")
+    assert json.loads((reused / "summary.json").read_text())["updates"] == 10
+
+
+def test_resume_of_a_finished_run_keeps_its_summary_and_a_longer_budget_continues(env):
+    environ, base = env
+    finished = base / "finished"
+    before = (finished / "summary.json").read_bytes()
+    out = run(environ, f"resume={finished}")
+    assert "finished its 20 updates" in out.stdout and (finished / "summary.json").read_bytes() == before
+    longer = base / "longer"
+    run(environ, f"run_dir={longer}", "budget.updates=20", "eval.every=20", "checkpoint_every=20")
+    run(environ, f"resume={longer}", "budget.updates=40")
+    summary = json.loads((longer / "summary.json").read_text())
+    assert summary["updates"] == 40
+    state = torch.load(longer / "checkpoint.pt", weights_only=True)
+    assert state["budget"] == 40 and [h["step"] for h in state["history"]] == [20, 40]
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_previous_one(env):
+    environ, base = env
+    run_dir = base / "damaged"
+    run(environ, f"run_dir={run_dir}", "budget.updates=40", "eval.every=20", "checkpoint_every=20")
+    whole = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").unlink()
+    data = (run_dir / "checkpoint.pt").read_bytes()
+    (run_dir / "checkpoint.pt").write_bytes(data[: len(data) // 2])  # truncated
+    out = run(environ, f"resume={run_dir}")
+    assert "checkpoint.pt is unreadable" in out.stdout and "resuming from" in out.stdout
+    assert json.loads((run_dir / "summary.json").read_text())["final_normalized_score"] == \
+        whole["final_normalized_score"]
+
+
+def test_resume_does_not_repeat_logged_evaluations(env):
+    environ, base = env
+    run_dir = base / "logs-twice"
+    common = ["budget.updates=300", "eval.every=20", "checkpoint_every=100"]
+    proc = subprocess.Popen([sys.executable, str(RECIPE), *TINY, f"run_dir={run_dir}", *common], cwd=ROOT, env=environ,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scores = run_dir / "logs" / "rgm" / "scalars" / "normalized_score.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:  # killed after an evaluation that follows a checkpoint
+        if (run_dir / "checkpoint.pt").exists() and scores.exists() and len(scores.read_text().split()) >= 7:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run(environ, f"resume={run_dir}")
+    steps = [int(float(line.split(",")[0])) for line in scores.read_text().split()]
+    assert steps == sorted(set(steps)) and steps[-1] == 300, steps
+
+
+def test_ctrl_c_says_how_to_resume(env):
+    environ, base = env
+    run_dir = base / "interrupted"
+    proc = subprocess.Popen([sys.executable, str(RECIPE), *TINY, f"run_dir={run_dir}", "budget.updates=100000",
+                             "eval.every=50000", "checkpoint_every=20"], cwd=ROOT, env=environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and f"resume={run_dir}" in err and "Traceback" not in err, err[-800:]
