@@ -22,6 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the loop lives in rg
 
 from rgm_mujoco import train_or_exit  # noqa: E402
 
+from torchrl_rgm import run  # noqa: E402
+from torchrl_rgm.config import ConfigError  # noqa: E402
+
 
 @hydra.main(config_path="config", config_name="rgm_datasharing", version_base=None)
 def main(cfg: DictConfig) -> dict:
@@ -29,4 +32,8 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
+    try:
+        run.check_group_overrides(sys.argv[1:], Path(__file__).parent / "config")
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
     main()

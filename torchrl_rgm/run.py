@@ -22,7 +22,7 @@ from .sources import make_source
 from .train import TransitionSampler, load_checkpoint, save_checkpoint
 
 __all__ = ["CONFIG_NAME", "CHECKPOINT_NAME", "PREVIOUS_CHECKPOINT_NAME", "CLAIM_NAME", "RESUMABLE", "validate",
-           "prepare_run_dir", "claim_run_dir", "start_run", "apply_resume_overrides", "load_resumed_config",
+           "CONFIG_GROUPS", "check_group_overrides", "prepare_run_dir", "claim_run_dir", "start_run", "apply_resume_overrides", "load_resumed_config",
            "save_config", "save_progress", "restore_progress", "trim_logs", "check_data", "make_logger",
            "log_metrics"]
 
@@ -51,6 +51,22 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"algo={cfg.algo.name} relabels shared data with a target task's reward: "
                           "it belongs to recipes/rgm_datasharing.py.")
     make_source(cfg).validate()
+
+
+#: The Hydra config groups of the recipes (``group=option`` on the command line).
+CONFIG_GROUPS = ("env", "dataset", "reward", "algo", "logger", "protocol")
+
+
+def check_group_overrides(argv: list[str], config_dir: Path) -> None:
+    """Before Hydra composes: ``reward=true`` (and any group set to a YAML boolean or null) is read by Hydra as a
+    boolean, not an option name, and fails with a traceback; say so, with the group's options."""
+    for arg in argv:
+        group, _, value = arg.partition("=")
+        if group in CONFIG_GROUPS and value.lower() in ("true", "false", "yes", "no", "on", "off", "null", "~"):
+            options = sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+            hint = " (the dataset's own reward is reward=true_reward)" if group == "reward" else ""
+            raise ConfigError(f"{arg}: Hydra reads {value!r} as a {'null' if value in ('null', '~') else 'boolean'}, "
+                              f"not an option of {group}; the options are {options}{hint}.")
 
 
 def prepare_run_dir(cfg: DictConfig) -> tuple[Path, bool]:

@@ -1,7 +1,6 @@
 """The recipe the user runs, run for real in a subprocess on tiny local datasets (CleanRL style)."""
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -10,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from .helpers import run_recipe, tiny_datasets
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "rgm_mujoco.py"
@@ -20,19 +21,12 @@ TINY = ["budget.discriminator_steps=20", "algo.batch_size=64", "algo.hidden=[64,
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("recipe")
-    environ = dict(os.environ, MINARI_DATASETS_PATH=str(base / "minari"), TORCHRL_RGM_CACHE=str(base / "cache"))
-    code = (
-        "from tests.data.conftest import build_tiny\n"
-        "build_tiny('rgm/hopper/medium-replay-v0', steps=1500, policy='actor', max_steps=80)\n"
-        "build_tiny('rgm/hopper/expert-v0', steps=300, seed=3, policy='actor', max_steps=150)\n"
-    )
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ, check=True, capture_output=True)
-    return environ, base
+    return tiny_datasets(base, ["'rgm/hopper/medium-replay-v0', steps=1500, policy='actor', max_steps=80",
+                                "'rgm/hopper/expert-v0', steps=300, seed=3, policy='actor', max_steps=150"]), base
 
 
 def run(environ, *overrides, check=True, **kwargs):
-    return subprocess.run([sys.executable, str(RECIPE), *TINY, *overrides], cwd=ROOT, env=environ,
-                          capture_output=True, text=True, check=check, **kwargs)
+    return run_recipe(RECIPE, TINY, environ, *overrides, check=check, **kwargs)
 
 
 def test_smoke_run_writes_every_output(env):

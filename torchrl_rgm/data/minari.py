@@ -139,9 +139,18 @@ def load_transitions(dataset_id: str, *, download: bool = True, cache_dir: Path 
         root = (cache_dir or cache_root()) / dataset_id.replace("/", "__") / _fingerprint(dataset)
         if (root / "meta.json").exists():
             return TensorDict.load_memmap(root)
-        td = _episodes_to_tensordict(dataset)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tmp-"))
+        try:
+            td = _episodes_to_tensordict(dataset)
+        except (OSError, ValueError, KeyError) as err:  # a damaged file: name it and say how to get a good one
+            raise DatasetError(f"{dataset_id}: its files in {dataset.storage.data_path} cannot be read "
+                               f"({type(err).__name__}: {str(err).splitlines()[0][:150]}); rebuild it "
+                               "(python -m torchrl_rgm.generation.build, --overwrite) or delete it.") from None
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tmp-"))
+    except OSError as err:
+        raise DatasetError(f"Cannot write the conversion cache {root.parent} ({err.strerror}): point "
+                           "TORCHRL_RGM_CACHE at a writable directory.") from None
     try:
         td.memmap_(tmp)
         os.replace(tmp, root)  # atomic: a reader never sees a half-written cache

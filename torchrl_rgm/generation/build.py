@@ -37,6 +37,7 @@ import torch
 from minari.data_collector import EpisodeBuffer
 from tqdm import tqdm
 
+from ..data.pipeline import DatasetError
 from .behaviour import POLICY_DIR, has_shipped_policies, load_policy, policy_action, policy_dir_name
 from .tasks import ENVS, TASKS, env_id, env_names, make_env
 
@@ -298,6 +299,11 @@ def build_missing(env_name: str, levels, *, scale: float = 1.0, namespace: str =
         local = set(minari.list_local_datasets())
         missing = sorted({lv for lv in levels if dataset_id(env_name, lv, namespace) not in local})
         ids = [dataset_id(env_name, lv, namespace) for lv in missing]
+        unreadable = [i for i in ids if (root / i).exists()]
+        if unreadable:  # there, but Minari cannot list them: damaged, or half-deleted by hand
+            raise DatasetError(f"{unreadable} exist in {root} but cannot be read (a damaged or incomplete "
+                               "dataset): rebuild them with python -m torchrl_rgm.generation.build --overwrite, or "
+                               "delete them and run again.")
         if missing:
             log(f"building {ids} (once; python -m torchrl_rgm.generation.build)")
             build_env(env_name, levels=missing, scale=scale, namespace=namespace)

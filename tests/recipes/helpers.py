@@ -1,0 +1,22 @@
+"""What the recipe tests share: tiny real datasets in a private Minari directory, and running a recipe for real."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_datasets(base: Path, builds: list[str], **env) -> dict:
+    """Build ``builds`` (``build_tiny(...)`` calls, tests/data/conftest.py) under ``base``; the environment to run
+    recipes in (private Minari directory and conversion cache, plus ``env``)."""
+    environ = dict(os.environ, MINARI_DATASETS_PATH=str(base / "minari"), TORCHRL_RGM_CACHE=str(base / "cache"), **env)
+    code = "from tests.data.conftest import build_tiny\n" + "".join(f"build_tiny({b})\n" for b in builds)
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ, check=True, capture_output=True)
+    return environ
+
+
+def run_recipe(recipe: Path, tiny: list[str], environ: dict, *overrides, check=True, **kwargs):
+    """``python <recipe> <tiny> <overrides>`` in a subprocess, output captured."""
+    return subprocess.run([sys.executable, str(recipe), *tiny, *overrides], cwd=ROOT, env=environ,
+                          capture_output=True, text=True, check=check, **kwargs)
