@@ -223,6 +223,10 @@ def test_each_algorithm_config_stands_alone():
     with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
         cfgs = {a: compose(config_name="rgm_mujoco", overrides=[f"algo={a}"]).algo
                 for a in ("rgm", "smodice", "dwbc", "bc", "iql", "td3bc")}
+        paper = {a: compose(config_name="rgm_mujoco", overrides=[f"algo={a}", "protocol=paper"]).algo
+                 for a in ("rgm", "iql")}
+    assert (paper["rgm"].correction_lr_schedule, paper["rgm"].correction_zero_init) == ("paper", True)
+    assert set(paper["iql"]) == set(cfgs["iql"])  # the paper protocol adds nothing to another algorithm's config
     rgm_only = {"correction", "res_scale", "correction_lr", "correction_lr_schedule", "correction_zero_init",
                 "correction_weight_decay", "correction_normalize_weights"}
     assert rgm_only <= set(cfgs["rgm"])
