@@ -32,7 +32,7 @@ from torchrl_rgm.data.sharing import SharingError  # noqa: E402
 from torchrl_rgm.envs import make_policy_fn  # noqa: E402
 from torchrl_rgm.report import evaluation_record, format_summary, report  # noqa: E402
 from torchrl_rgm.sources import make_source  # noqa: E402
-from torchrl_rgm.train import TransitionSampler  # noqa: E402
+from torchrl_rgm.sampling import UnionReplayBuffer  # noqa: E402
 
 
 def train(cfg: DictConfig) -> dict:
@@ -59,14 +59,14 @@ def train(cfg: DictConfig) -> dict:
     if state is None:
         algorithm.pretrain(cfg, learner, data, torch.Generator().manual_seed(cfg.seed), device)
     union = algorithm.prepare_union(cfg, learner, data.union.to_tensordict(), device)
-    sampler = TransitionSampler(union, data.initial_observation, cfg.algo.batch_size, seed=cfg.seed, device=device)
+    buffer = UnionReplayBuffer(union, data.initial_observation, cfg.algo.batch_size, seed=cfg.seed, device=device)
 
     # 5. The loop: one (compiled) update per step; evaluation, logging and an atomic checkpoint every N steps.
     logger = run.make_logger(cfg, run_dir)
     policy = make_policy_fn(learner.actor, data.normalize_observation, device)
     step, history = 0, []
     if state is not None:
-        sampler.load_state_dict(state["sampler"])
+        buffer.load_sampling_state(state["sampler"])
         step, history = state["step"], state["history"]
         torch.set_rng_state(state["torch_rng"])
         run.trim_logs(run_dir, step)  # the evaluations after this checkpoint are made again
@@ -74,7 +74,7 @@ def train(cfg: DictConfig) -> dict:
     bar = tqdm(total=cfg.budget.updates, initial=step, desc=cfg.algo.name.upper(), mininterval=2)
     try:
         while step < cfg.budget.updates:
-            metrics = learner.update(sampler.sample())
+            metrics = learner.update(buffer.sample())
             step += 1
             bar.update(1)
             if step % cfg.eval.every == 0 or step == cfg.budget.updates:
@@ -87,7 +87,7 @@ def train(cfg: DictConfig) -> dict:
                 bar.set_postfix(score=f"{history[-1]['normalized_score']:.1f}")
                 eval_time += time.time() - t_eval
             if step % cfg.checkpoint_every == 0 or step == cfg.budget.updates:
-                run.save_progress(checkpoint, learner, sampler, step, history, cfg.budget.updates)
+                run.save_progress(checkpoint, learner, buffer, step, history, cfg.budget.updates)
     except KeyboardInterrupt:
         bar.close()
         saved = torch.load(checkpoint, weights_only=True)["step"] if checkpoint.exists() else 0

@@ -19,7 +19,8 @@ from .algorithms import AlgorithmError, Learner, get_algorithm
 from .atomic import atomic_path
 from .config import ConfigError, check_run_fields, domain
 from .sources import make_source
-from .train import TransitionSampler, load_checkpoint, save_checkpoint
+from .sampling import UnionReplayBuffer
+from .train import load_checkpoint, save_checkpoint
 
 __all__ = ["CONFIG_NAME", "CHECKPOINT_NAME", "PREVIOUS_CHECKPOINT_NAME", "CLAIM_NAME", "RESUMABLE", "validate",
            "CONFIG_GROUPS", "check_group_overrides", "prepare_run_dir", "claim_run_dir", "start_run", "apply_resume_overrides", "load_resumed_config",
@@ -236,15 +237,15 @@ def save_config(cfg: DictConfig, run_dir: Path) -> None:
         OmegaConf.save(OmegaConf.merge(cfg, {"run_dir": str(run_dir)}), tmp, resolve=True)
 
 
-def save_progress(path: Path, learner: Learner, sampler: TransitionSampler, step: int, history: list,
+def save_progress(path: Path, learner: Learner, buffer: UnionReplayBuffer, step: int, history: list,
                   budget: int | None = None) -> None:
-    """Everything an exact resume needs: the learner (networks, losses, optimisers), the sampler's and torch's
+    """Everything an exact resume needs: the learner (networks, losses, optimisers), the buffer's sampling and torch's
     random states, the step, the evaluation history and the budget the schedules run over. The previous
     checkpoint is kept as :data:`PREVIOUS_CHECKPOINT_NAME`, so a damaged file never loses the run."""
     path = Path(path)
     if path.exists():
         os.replace(path, path.with_name(PREVIOUS_CHECKPOINT_NAME))
-    save_checkpoint({**learner.state_dict(), "sampler": sampler.state_dict(), "torch_rng": torch.get_rng_state(),
+    save_checkpoint({**learner.state_dict(), "sampler": buffer.sampling_state(), "torch_rng": torch.get_rng_state(),
                      "step": step, "history": history, "budget": budget}, path)
 
 

@@ -10,8 +10,7 @@ from torchrl.objectives import BCLoss
 from .atomic import atomic_path
 from .objectives import RGMLoss
 
-__all__ = ["RGMUpdate", "BCUpdate", "pretrain_discriminator", "log_density_ratio", "TransitionSampler",
-           "save_checkpoint", "load_checkpoint"]
+__all__ = ["RGMUpdate", "BCUpdate", "pretrain_discriminator", "log_density_ratio", "save_checkpoint", "load_checkpoint"]
 
 
 class _cosine:
@@ -202,42 +201,6 @@ def log_density_ratio(discriminator_loss, td: TensorDictBase, chunk: int = 65536
     if normalize:
         log_ratio = log_ratio - (torch.logsumexp(log_ratio.double().flatten(), 0) - math.log(log_ratio.numel())).float()
     return log_ratio
-
-
-class TransitionSampler:
-    """Uniform minibatches of the union with initial observations, from one seeded generator.
-
-    The union lives on ``device`` as one TensorDict; a batch is one index draw (no host sync).
-    Its state (the generator's) is part of the checkpoint, so a resumed run draws the same batches.
-    """
-
-    KEYS = ("observation", "action", ("next", "observation"), ("next", "reward"), ("next", "done"),
-            "is_expert", "log_density_ratio")
-
-    def __init__(self, union: TensorDictBase, initial_observation: torch.Tensor, batch_size: int,
-                 seed: int = 0, device="cpu"):
-        if batch_size > union.shape[0]:
-            raise ValueError(f"batch_size {batch_size} is larger than the union ({union.shape[0]} transitions).")
-        self.device = torch.device(device)
-        self.union = union.select(*[k for k in self.KEYS if k in union.keys(True)]).to_tensordict().to(self.device)
-        self.initial = initial_observation.to(self.device)
-        self.batch_size = batch_size
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
-
-    def sample(self) -> TensorDictBase:
-        """A batch of ``batch_size`` union transitions, each with a random ``initial_observation``."""
-        n, b = self.union.shape[0], self.batch_size
-        idx = torch.randint(n, (b,), generator=self.generator, device=self.device)
-        idx0 = torch.randint(self.initial.shape[0], (b,), generator=self.generator, device=self.device)
-        batch = self.union[idx]
-        batch.set("initial_observation", self.initial[idx0])
-        return batch
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
 
 
 def save_checkpoint(state: dict, path) -> None:

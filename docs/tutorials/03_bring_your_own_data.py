@@ -160,7 +160,8 @@ from torchrl_rgm.data import load_rgm_data
 from torchrl_rgm.envs import evaluate, make_policy_fn
 from torchrl_rgm.modules import make_actor, make_discriminator, make_reward_correction_network, make_value_network
 from torchrl_rgm.objectives import DiscriminatorLoss, RGMLoss
-from torchrl_rgm.train import RGMUpdate, TransitionSampler, log_density_ratio, pretrain_discriminator
+from torchrl_rgm.sampling import UnionReplayBuffer
+from torchrl_rgm.train import RGMUpdate, log_density_ratio, pretrain_discriminator
 
 torch.manual_seed(0)
 data = load_rgm_data(UNION_ID, EXPERT_ID, n_expert_trajectories=2, reward="partial", reward_kwargs={"p": 0.5, "seed": 0})
@@ -175,9 +176,9 @@ UPDATES = 1000
 value, actor = make_value_network(obs_dim), make_actor(obs_dim, act_dim)
 correction = make_reward_correction_network(obs_dim, act_dim)
 update = RGMUpdate(RGMLoss(value, actor, correction), correction_lr=3e-7 * 1e6 / UPDATES, total_steps=UPDATES)
-sampler = TransitionSampler(union, data.initial_observation, batch_size=512, seed=0)
+buffer = UnionReplayBuffer(union, data.initial_observation, batch_size=512, seed=0)  # a TorchRL replay buffer
 for step in range(UPDATES):
-    metrics = update(sampler.sample())
+    metrics = update(buffer.sample())
 print({k: round(v, 3) for k, v in update.metrics_to_floats(metrics).items() if k in ("weight_expert", "weight_union")})
 
 returns = evaluate(make_policy_fn(actor, data.normalize_observation), lambda: gym.make(ENV_ID), episodes=5, seed=100)
