@@ -72,8 +72,8 @@ def train(cfg: DictConfig) -> dict:
         run.trim_logs(run_dir, step)  # the evaluations after this checkpoint are made again
     start, start_step, eval_time = time.time(), step, 0.0
     bar = tqdm(total=cfg.budget.updates, initial=step, desc=cfg.algo.name.upper(), mininterval=2)
-    try:
-        while step < cfg.budget.updates:
+    with run.StopOnInterrupt() as interrupt:  # Ctrl-C: stop between two updates, say how to resume
+        while step < cfg.budget.updates and not interrupt.requested:
             metrics = learner.update(buffer.sample())
             step += 1
             bar.update(1)
@@ -88,10 +88,10 @@ def train(cfg: DictConfig) -> dict:
                 eval_time += time.time() - t_eval
             if step % cfg.checkpoint_every == 0 or step == cfg.budget.updates:
                 run.save_progress(checkpoint, learner, buffer, step, history, cfg.budget.updates)
-    except KeyboardInterrupt:
+    if interrupt.requested:
         bar.close()
         saved = torch.load(checkpoint, weights_only=True)["step"] if checkpoint.exists() else 0
-        sys.exit(f"\ninterrupted at update {step}; continue from the last checkpoint (update {saved}) with:\n"
+        sys.exit(f"interrupted at update {step}; continue from the last checkpoint (update {saved}) with:\n"
                  f"    python {sys.argv[0]} resume={run_dir}")
     bar.close()
     elapsed = time.time() - start

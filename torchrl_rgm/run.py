@@ -7,7 +7,9 @@ import datetime as dt
 import math
 import os
 import shutil
+import signal
 import socket
+import sys
 from pathlib import Path
 
 import torch
@@ -24,7 +26,7 @@ from .train import load_checkpoint, save_checkpoint
 
 __all__ = ["CONFIG_NAME", "CHECKPOINT_NAME", "PREVIOUS_CHECKPOINT_NAME", "CLAIM_NAME", "RESUMABLE", "validate",
            "CONFIG_GROUPS", "check_group_overrides", "prepare_run_dir", "claim_run_dir", "start_run", "apply_resume_overrides", "load_resumed_config",
-           "save_config", "save_progress", "restore_progress", "trim_logs", "check_data", "make_logger",
+           "save_config", "save_progress", "restore_progress", "trim_logs", "check_data", "StopOnInterrupt", "make_logger",
            "log_metrics"]
 
 #: The resolved configuration's file name in a run directory (what ``resume=`` reloads).
@@ -290,6 +292,33 @@ def trim_logs(run_dir: Path, step: int) -> None:
         if len(kept) != len(lines):
             with atomic_path(path) as tmp:
                 tmp.write_text("".join(kept))
+
+
+class StopOnInterrupt:
+    """A context in which the first Ctrl-C (SIGINT) only sets :attr:`requested`, so the loop stops between two
+    updates (nothing interrupted half-way); a second Ctrl-C stops at once. Outside the main thread it does nothing."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this update (Ctrl-C again to stop now)", file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def make_logger(cfg: DictConfig, run_dir: Path):
