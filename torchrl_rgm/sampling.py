@@ -3,9 +3,8 @@ sampler that make a batch cost one index draw and one gather.
 
 :class:`FlatTensorStorage` keeps the union as one contiguous ``[N, D]`` tensor on the training device (every entry a
 column block; booleans stored as 0/1 and restored) and answers ``get(index)`` with a single ``index_select`` whose
-column blocks become the batch's entries (views, no copies). Indexing a TensorDict of seven entries costs seven
-gathers and their bookkeeping: ≈ 1 ms per 512-transition batch here, against ≈ 0.1–0.2 ms for this storage inside
-the replay buffer (``benchmarks/update_throughput.py`` reports the sampler's share of a step).
+column blocks become the batch's entries (views, no copies), where indexing a TensorDict of seven entries costs
+seven gathers and their bookkeeping. ``benchmarks/sampling_cost.py`` measures both paths against an update step.
 :class:`SeededRandomSampler` draws the indices from its own generator, whose state is the checkpoint's, so a resumed
 run draws the same batches. :class:`UnionReplayBuffer` adds the initial observations ``s0 ~ mu0`` the DICE value loss
 needs, drawn from the same generator.
