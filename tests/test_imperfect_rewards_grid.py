@@ -251,3 +251,15 @@ def test_run_order_is_seed_major_with_the_deciding_runs_first():
     algos = [c.algo for c in seed0]
     assert algos.index("smodice") < algos.index("dwbc") < algos.index("td3bc") < algos.index("bc")
     assert len(seed0) == len(set(seed0)) == len(cells) // spec["seeds"]
+
+
+def test_decision_gaps_of_an_interrupted_grid_compare_the_same_tasks():
+    def row(env, reward, algo, score):
+        return dict(env=env, dataset="medium-replay", reward=reward, algo=algo, seed="0", final_score=str(score),
+                    best_score="", wall_s="1", status="ok", error="")
+
+    rows = [row("hopper", "partial", "rgm", 30), row("walker2d", "partial", "rgm", 10), row("hopper", "any", "dwbc", 20),
+            row("hopper", "partial", "iql", 5), row("hopper", "partial", "td3bc", 12)]
+    lines = grid.decision_lines(grid.summarise(rows), rows)
+    assert "| rgm(partial) − dwbc (1 task) | +10.0 | ≥ +0 | met |" in lines  # not 20 − 20 over unequal task sets
+    assert "| rgm(partial) − max(iql, td3bc)(partial) (1 task) | +18.0 | ≥ +10 | met |" in lines
