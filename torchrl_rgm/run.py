@@ -31,8 +31,10 @@ __all__ = ["CONFIG_NAME", "CHECKPOINT_NAME", "PREVIOUS_CHECKPOINT_NAME", "CLAIM_
 
 #: The resolved configuration's file name in a run directory (what ``resume=`` reloads).
 CONFIG_NAME = "config.yaml"
-#: The training state's file name in a run directory (:func:`save_progress`); the one before it is kept beside it.
-CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME = "checkpoint.pt", "checkpoint.prev.pt"
+#: The training state's file name in a run directory (:func:`save_progress`).
+CHECKPOINT_NAME = "checkpoint.pt"
+#: The checkpoint before the last, kept beside it so that a damaged file never loses the run.
+PREVIOUS_CHECKPOINT_NAME = "checkpoint.prev.pt"
 #: The file that marks a run directory as in use by one process (:func:`claim_run_dir`).
 CLAIM_NAME = ".run-claim"
 #: What a resumed run may change: its length (longer only: the cosine schedules stretch to the new budget), how
