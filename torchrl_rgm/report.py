@@ -173,12 +173,14 @@ def report(cfg, source, data, algorithm: Algorithm, learner: Learner, union, his
     plot_learning_curve(history, expert_score, union_score, run_dir / "learning_curve.png", title)
     corr = {}
     if learner.correction is not None:
-        corr = _reward_correction_figure(source, data, learner, run_dir, title, device)
+        true_reward = _true_reward(source, data)  # loaded once: the figure and the diagnostics both read it
+        corr = _reward_correction_figure(true_reward, data, learner, run_dir, title, device)
     save_checkpoint({"actor": learner.actor.state_dict(), "obs_mean": data.obs_mean, "obs_std": data.obs_std},
                     run_dir / "policy.pt")
     scores = [h["normalized_score"] for h in history]
     per_source = source_diagnostics(algorithm, data, learner, union, device) if "source" in union.keys() else None
-    diagnostics = run_diagnostics(cfg, source, algorithm, data, learner, union, device)
+    diagnostics = run_diagnostics(cfg, source, algorithm, data, learner, union, device,
+                                  true_reward if learner.correction is not None else None)
     summary = {
         "final_normalized_score": final.get("normalized_score"),
         "final_normalized_score_std": final.get("normalized_score_std"),
@@ -210,8 +212,7 @@ def _true_reward(source, data) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _reward_correction_figure(source, data, learner: Learner, run_dir, title, device) -> dict:
-    true_reward = _true_reward(source, data)
+def _reward_correction_figure(true_reward, data, learner: Learner, run_dir, title, device) -> dict:
     n = min(5000, data.union.shape[0])
     idx = torch.randperm(data.union.shape[0], generator=torch.Generator().manual_seed(0))[:n]
     batch = data.union[idx].to_tensordict().to(device)
@@ -245,10 +246,12 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
-def run_diagnostics(cfg, source, algorithm: Algorithm, data, learner: Learner, union, device) -> dict:
+def run_diagnostics(cfg, source, algorithm: Algorithm, data, learner: Learner, union, device,
+                    true_reward: torch.Tensor | None = None) -> dict:
     """:mod:`torchrl_rgm.diagnostics` of a trained run: the share of the policy-extraction weight
     (:meth:`~torchrl_rgm.algorithms.Algorithm.extraction_weights`) on ``D^O``'s top-decile episodes and, with a
-    correction, Spearman(Δr, true reward) on ``D^O``. Empty for shared data (its sources have their own)."""
+    correction, Spearman(Δr, true reward) on ``D^O`` (``true_reward``: the union's, if the caller has it loaded
+    already; else it is loaded). Empty for shared data (its sources have their own)."""
     if domain(cfg) == "datasharing" or "episode_return" not in union.keys():
         return {}
     out = {}
@@ -257,7 +260,8 @@ def run_diagnostics(cfg, source, algorithm: Algorithm, data, learner: Learner, u
         out.update(top_decile_weight_share(union, weights))
     if learner.correction is not None:
         out["spearman_correction_vs_true"] = correction_rank_correlation(
-            learner.correction, learner.correction.out_keys[0], union, _true_reward(source, data),
+            learner.correction, learner.correction.out_keys[0], union,
+            _true_reward(source, data) if true_reward is None else true_reward,
             learner.losses["rgm_loss"].res_scale, device)
     return out
 
