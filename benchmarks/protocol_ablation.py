@@ -2,6 +2,7 @@
 
     python benchmarks/protocol_ablation.py                     # hopper + halfcheetah, 7 variants x 3 seeds
     python benchmarks/protocol_ablation.py --report-only       # table from the CSV
+    python benchmarks/protocol_ablation.py --precision --updates 24000 --jobs 1   # float32 vs bfloat16 (issue 19)
 
 The variants (``recipes/config/protocol/paper.yaml`` holds the parts of ``protocol=paper``):
 
@@ -47,11 +48,15 @@ COLUMNS = ["env", "dataset", "reward", "variant", "seed", "final_score", "best_s
 KEY = ("env", "dataset", "reward", "variant", "seed")
 SLUG = {"ours": "ours", "union=D^O": "union_DO", "expert r=0": "expert_r0", "done=1": "done1",
         "Δr lr paper": "lr_paper", "Δr=0 init": "zero_init", "paper": "paper"}
+#: ``--precision``: the paper's protocol in float32 and under bfloat16 autocast (issue 19's quality check).
+PRECISION_VARIANTS = {"paper": ["protocol=paper"], "paper, bfloat16": ["protocol=paper", "precision=bfloat16"]}
+SLUG["paper, bfloat16"] = "paper_bf16"
+ALL_VARIANTS = {**VARIANTS, **PRECISION_VARIANTS}
 
 
 def overrides(env, dataset, reward, variant, seed, spec) -> list[str]:
     return [f"env={env}", f"dataset={dataset.replace('-', '_')}", f"reward={reward}", "algo=rgm", f"seed={seed}",
-            *VARIANTS[variant],  # a command-line reward= wins over protocol=paper's default (partial)
+            *ALL_VARIANTS[variant],  # a command-line reward= wins over protocol=paper's default (partial)
             f"budget.updates={spec['updates']}", f"eval.every={spec['eval_every']}",
             f"checkpoint_every={spec['eval_every']}", f"eval.episodes={spec['eval_episodes']}",
             f"budget.discriminator_steps={spec['discriminator_steps']}"]
@@ -73,7 +78,7 @@ def run_one(env, dataset, reward, variant, seed, spec, out_dir: Path) -> dict:
             "wall_s": f"{wall if wall is not None else summary['wall_time_s']:.1f}", "status": "ok", "error": ""}
 
 
-def markdown(rows: list[dict], spec: dict) -> str:
+def markdown(rows: list[dict], spec: dict, title: str = "The authors' protocol, part by part") -> str:
     ok = [r for r in rows if r["status"] == "ok"]
     envs = [e for e in spec["envs"] if any(r["env"] == e for r in ok)]
 
@@ -87,14 +92,14 @@ def markdown(rows: list[dict], spec: dict) -> str:
         lo, hi = bootstrap_ci([x], np.mean)
         return f"{x.mean():.1f} [{lo:.1f}, {hi:.1f}]"
 
-    out = ["# The authors' protocol, part by part", "",
+    out = [f"# {title}", "",
            f"RGM, {', '.join(spec['datasets'])}, reward {spec['reward']}, {spec['updates']} updates, "
            f"{spec['seeds']} seeds; final normalised score, mean [95% bootstrap CI] over seeds. "
            f"{len(ok)} runs ok, {len(rows) - len(ok)} failed. Diagnostics: share of the policy's weight on D^O's "
            "top-decile episodes, Spearman(Δr, true reward) on D^O (means over all runs of the variant).", "",
            "| variant | " + " | ".join(envs) + " | mean over envs | top-decile weight | Spearman Δr |",
            "|---|" + "---:|" * (len(envs) + 3)]
-    for v in VARIANTS:
+    for v in ALL_VARIANTS:
         if not len(col(v)):
             continue
         per_env = [col(v, env=e) for e in envs]
@@ -111,23 +116,34 @@ def main(argv=None) -> None:
     p.add_argument("--envs", nargs="+", default=["hopper", "halfcheetah"])
     p.add_argument("--dataset", default="medium-replay")
     p.add_argument("--reward", default="partial")
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", choices=list(ALL_VARIANTS),
+                   help="default: the protocol's parts (with --precision: paper in float32 and bfloat16)")
+    p.add_argument("--precision", action="store_true",
+                   help="float32 vs bfloat16 autocast under the paper's protocol (results/precision_quality.*)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--updates", type=int, default=24000)
     p.add_argument("--eval-every", type=int, default=4000)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--discriminator-steps", type=int, default=1000)
     p.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
-    p.add_argument("--csv", type=Path, default=ROOT / "benchmarks" / "results" / "protocol_ablation.csv")
-    p.add_argument("--out-dir", type=Path, default=ROOT / "outputs" / "protocol_ablation")
+    p.add_argument("--csv", type=Path, help="default results/<protocol_ablation|precision_quality>.csv")
+    p.add_argument("--out-dir", type=Path, help="default outputs/<protocol_ablation|precision_quality>")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args(argv)
+    name = "precision_quality" if args.precision else "protocol_ablation"
+    args.variants = args.variants or list(PRECISION_VARIANTS if args.precision else VARIANTS)
+    args.csv = args.csv or ROOT / "benchmarks" / "results" / f"{name}.csv"
+    args.out_dir = args.out_dir or ROOT / "outputs" / name
+    title = ("Training quality: float32 vs bfloat16 autocast (paper protocol)" if args.precision
+             else "The authors' protocol, part by part")
     spec = dict(envs=args.envs, datasets=[args.dataset], reward=args.reward, seeds=args.seeds, updates=args.updates,
                 eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                 discriminator_steps=args.discriminator_steps)
     rows = read_rows(args.csv, COLUMNS)
     spec_path = args.csv.with_suffix(".spec.json")
-    if rows and spec_path.exists() and json.loads(spec_path.read_text())["updates"] != spec["updates"]:
+    if args.report_only and spec_path.exists():
+        spec = json.loads(spec_path.read_text())  # the table describes the runs the CSV holds
+    elif rows and spec_path.exists() and json.loads(spec_path.read_text())["updates"] != spec["updates"]:
         sys.exit(f"error: {args.csv} holds runs of another budget ({spec_path}); pass the same --updates or another --csv.")
     if not args.report_only:
         _atomic_text(spec_path, json.dumps(spec, indent=1))
@@ -146,7 +162,7 @@ def main(argv=None) -> None:
 
         run_all([lambda j=j: run_one(*j, spec, args.out_dir) for j in jobs], args.jobs, on_row)
         rows = read_rows(args.csv, COLUMNS)
-    text = markdown(rows, spec)
+    text = markdown(rows, spec, title)
     _atomic_text(args.csv.with_suffix(".md"), text)
     print(text)
 
