@@ -52,3 +52,48 @@ def run_all(calls, jobs: int, on_row) -> float:
         for fut in [pool.submit(call) for call in calls]:
             on_row(fut.result())
     return time.time() - start
+
+
+def run_recipe_group(recipe: Path, args: list[str], pattern: str, seeds: list[int], threads: int, cwd: Path,
+                     timeout: float | None = None) -> dict[int, tuple[dict | None, str, float | None]]:
+    """The runs ``seeds`` of one configuration (``args``, without ``seed=``) trained together in one process
+    (the recipe's ``seeds=[...]``, one vectorised update); ``pattern`` names each run's directory with ``{seed}``.
+    Returns ``{seed: (summary, error, wall_s)}`` as :func:`run_recipe` does; ``wall_s`` is the group's wall time
+    shared equally among the runs it trained.
+
+    Runs with a ``summary.json`` are not rerun; if every other run has a checkpoint the group resumes them
+    (``resume=<pattern>``), otherwise their directories are cleared and they start together.
+    """
+    dirs = {s: Path(pattern.replace("{seed}", str(s))) for s in seeds}
+    results = {s: (json.loads((d / "summary.json").read_text()), "", None) for s, d in dirs.items()
+               if (d / "summary.json").exists()}
+    todo = [s for s in seeds if s not in results]
+    if not todo:
+        return results
+    seeds_arg = f"seeds=[{','.join(map(str, todo))}]"
+    if all((dirs[s] / "checkpoint.pt").exists() for s in todo):
+        args = [seeds_arg, f"resume='{pattern}'"]
+    else:
+        for s in todo:
+            shutil.rmtree(dirs[s], ignore_errors=True)
+        args = [*args, seeds_arg, f"run_dir='{pattern}'"]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), RL_WARNINGS="0",
+               HYDRA_FULL_ERROR="1")
+    start = time.time()
+    try:
+        proc = subprocess.run([sys.executable, str(recipe), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+        wall = time.time() - start
+        error = ""
+        if proc.returncode != 0:
+            lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+            error = (lines[-1] if lines else f"exit status {proc.returncode}")[:300]
+    except subprocess.TimeoutExpired:
+        wall, error = time.time() - start, f"timed out after {timeout:.0f} s"
+    for s in todo:
+        summary_path = dirs[s] / "summary.json"
+        if error or not summary_path.exists():
+            results[s] = (None, error or "the group ended without this run's summary", wall / len(todo))
+        else:
+            results[s] = (json.loads(summary_path.read_text()), "", wall / len(todo))
+    return results

@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import run_recipe  # noqa: E402
+from benchmarks.common import run_recipe, run_recipe_group  # noqa: E402
 from torchrl_rgm.algorithms import ALGORITHMS  # noqa: E402
 
 #: The single-task algorithms the grid compares (the registry's, less the data-sharing variants).
@@ -149,16 +149,56 @@ def run_cell(cell: Cell, spec: dict, out_dir: str, threads: int, root: str | Non
              timeout: float | None = None) -> dict:
     """One run of the recipe in a subprocess; returns its CSV row (never raises for a failed run)."""
     root = Path(root or os.getcwd())
-    row = {**asdict(cell), "final_score": "", "best_score": "", "wall_s": "", "status": "failed", "error": ""}
     summary, error, wall = run_recipe(root / "recipes" / "rgm_mujoco.py", recipe_overrides(cell, spec),
                                       Path(out_dir) / cell.name, threads, root, timeout)
+    return _row(cell, summary, error, wall)
+
+
+#: The algorithms whose runs can be trained together (``seeds=[...]``, one vectorised update).
+VECTORIZABLE = ("rgm", "smodice")
+
+
+def _row(cell: Cell, summary: dict | None, error: str, wall: float | None) -> dict:
+    row = {**asdict(cell), "final_score": "", "best_score": "", "wall_s": "", "status": "failed", "error": ""}
     if summary is None:
-        row.update(error=error, wall_s=f"{wall:.1f}")
+        row.update(error=error, wall_s=f"{wall:.1f}" if wall is not None else "")
         return row
     row.update(final_score=f"{summary['final_normalized_score']:.3f}",
                best_score=f"{summary['best_normalized_score']:.3f}",
                wall_s=f"{wall if wall is not None else summary['wall_time_s']:.1f}", status="ok")
     return row
+
+
+def pack_cells(cells: list[Cell], runs_per_process: int) -> list[list[Cell]]:
+    """Cells in groups trained in one process: up to ``runs_per_process`` seeds of one configuration of a
+    vectorizable algorithm; every other cell alone. The order of ``cells`` is kept (a group where its first seed is)."""
+    if runs_per_process <= 1:
+        return [[c] for c in cells]
+    groups, open_groups = [], {}
+    for c in cells:
+        if c.algo not in VECTORIZABLE:
+            groups.append([c])
+            continue
+        key = (c.env, c.dataset, c.reward, c.algo)
+        group = open_groups.get(key)
+        if group is None or len(group) >= runs_per_process:
+            group = open_groups[key] = []
+            groups.append(group)
+        group.append(c)
+    return groups
+
+
+def run_cells(cells: list[Cell], spec: dict, out_dir: str, threads: int, root: str | None = None,
+              timeout: float | None = None) -> list[dict]:
+    """Several seeds of one configuration in one process (the recipe's ``seeds=[...]``); their CSV rows."""
+    if len(cells) == 1:
+        return [run_cell(cells[0], spec, out_dir, threads, root, timeout)]
+    root = Path(root or os.getcwd())
+    args = [a for a in recipe_overrides(cells[0], spec) if not a.startswith("seed=")]
+    pattern = str(Path(out_dir) / cells[0].name[: -len(f"s{cells[0].seed}")]) + "s{seed}"
+    results = run_recipe_group(root / "recipes" / "rgm_mujoco.py", args, pattern, [c.seed for c in cells], threads,
+                               root, timeout)
+    return [_row(c, *results[c.seed]) for c in cells]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -493,7 +533,7 @@ def prebuild(cells: list[Cell], spec: dict) -> None:
 
 def run_grid(cells: list[Cell], spec: dict, csv_path: Path, out_dir: Path, *, address: str | None = None,
              num_cpus: int | None = None, threads: int = 1, retry_failed: bool = False,
-             timeout: float | None = None, log=print) -> list[dict]:
+             timeout: float | None = None, runs_per_process: int = 1, log=print) -> list[dict]:
     import ray
 
     rows = read_rows(csv_path)
@@ -514,23 +554,25 @@ def run_grid(cells: list[Cell], spec: dict, csv_path: Path, out_dir: Path, *, ad
             ".git", ".venv", ".ci-venv", "outputs", "docs/_build", "*.whl", ".whl"]})
         root = None
     try:
-        task = ray.remote(num_cpus=threads, max_retries=0)(run_cell)
-        pending = {task.remote(c, spec, str(out_dir.resolve()) if address is None else str(out_dir), threads, root,
-                               timeout): c for c in todo}
-        start = time.time()
+        task = ray.remote(num_cpus=threads, max_retries=0)(run_cells)
+        pending = {task.remote(g, spec, str(out_dir.resolve()) if address is None else str(out_dir), threads, root,
+                               timeout): g for g in pack_cells(todo, runs_per_process)}
+        start, n_done = time.time(), 0
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
-            cell = pending.pop(ready[0])
+            group = pending.pop(ready[0])
             try:
-                row = ray.get(ready[0])
-            except Exception as exc:  # the task itself died (worker lost): one failed row, the grid goes on
-                row = {**asdict(cell), "final_score": "", "best_score": "", "wall_s": "", "status": "failed",
-                       "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
-            rows = [r for r in rows if tuple(r[k] for k in KEY) != cell.key] + [{k: str(row[k]) for k in COLUMNS}]
+                group_rows = ray.get(ready[0])
+            except Exception as exc:  # the task itself died (worker lost): failed rows, the grid goes on
+                error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                group_rows = [{**asdict(c), "final_score": "", "best_score": "", "wall_s": "", "status": "failed",
+                               "error": error} for c in group]
+            for cell, row in zip(group, group_rows):
+                rows = [r for r in rows if tuple(r[k] for k in KEY) != cell.key] + [{k: str(row[k]) for k in COLUMNS}]
+                n_done += 1
+                log(f"[{n_done}/{len(todo)} {time.time() - start:.0f}s] {cell.name}: {row['status']} "
+                    f"final {row['final_score'] or '-'} ({row['wall_s']} s) {row['error']}")
             write_rows(csv_path, rows)
-            n_done = len(todo) - len(pending)
-            log(f"[{n_done}/{len(todo)} {time.time() - start:.0f}s] {cell.name}: {row['status']} "
-                f"final {row['final_score'] or '-'} ({row['wall_s']} s) {row['error']}")
     finally:
         ray.shutdown()
     return rows
@@ -559,6 +601,9 @@ def main(argv=None) -> None:
     p.add_argument("--address", help="an existing Ray cluster (e.g. auto or ray://host:10001); default: local")
     p.add_argument("--num-cpus", type=int, help="local Ray CPUs (default: all cores)")
     p.add_argument("--threads-per-run", type=int, default=1, help="torch threads and Ray CPUs per run")
+    p.add_argument("--runs-per-process", type=int, default=1,
+                   help="train up to N seeds of one rgm/smodice configuration together in one process (the "
+                        "recipe's seeds=[...], one vectorised update); other algorithms run one per process")
     p.add_argument("--timeout", type=float, help="seconds after which a run is recorded as failed")
     p.add_argument("--retry-failed", action="store_true", help="re-run rows whose status is failed")
     p.add_argument("--report-only", action="store_true", help="rewrite the table and plot from the CSV")
@@ -574,7 +619,7 @@ def main(argv=None) -> None:
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
     spec["overrides"] = list(spec.get("overrides", [])) + list(args.override)
-    for key in ("updates", "eval_every", "eval_episodes", "threads_per_run"):
+    for key in ("updates", "eval_every", "eval_episodes", "threads_per_run", "runs_per_process"):
         value = spec.get(key, getattr(args, key, None))
         if not (isinstance(value, int) and value > 0):
             raise GridError(f"--{key.replace('_', '-')} must be a positive integer, got {value}.")
@@ -584,7 +629,8 @@ def main(argv=None) -> None:
                        spec.get("skip", ()))
     if not args.report_only:
         run_grid(cells, spec, args.csv, args.out_dir, address=args.address, num_cpus=args.num_cpus,
-                 threads=args.threads_per_run, retry_failed=args.retry_failed, timeout=args.timeout)
+                 threads=args.threads_per_run, retry_failed=args.retry_failed, timeout=args.timeout,
+                 runs_per_process=args.runs_per_process)
     print(report(args.csv, spec, args.out_dir))
 
 

@@ -6,12 +6,19 @@ All variants run in this one process, one after the other, on the same data;
 the figure that matters is the ratio, since the machine is shared and noisy.
 
     python benchmarks/update_throughput.py [--steps 600] [--rounds 5] [--device cpu] [--json out.json]
+    python benchmarks/update_throughput.py --no-baselines --vectorized 1 4 16 64   # + N runs in one step
+
+``default`` is the update a recipe runs when nothing is overridden (``compile`` and ``precision`` of
+recipes/config/rgm_mujoco.yaml, resolved for this machine); ``speedup_vs_naive`` in the JSON is its ratio.
+``--vectorized N`` adds groups of N runs stepped as one (:mod:`torchrl_rgm.vectorized`, eager and compiled):
+their rate is run-updates/s (N updates per step), reported next to the single compiled run's.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from tensordict import TensorDict
@@ -27,6 +34,7 @@ from torchrl_rgm.objectives import RGMLoss
 from torchrl_rgm.report import write_json
 from torchrl_rgm.baselines import IQLUpdate, TD3BCUpdate, WeightedBCUpdate, make_qvalue_network
 from torchrl_rgm.train import BCUpdate, RGMUpdate
+from torchrl_rgm.vectorized import VectorizedRGMUpdate
 
 OBS, ACT, BATCH, HIDDEN = 12, 3, 512, 256
 GAMMA, ALPHA, RES_SCALE = 0.99, 0.5, 3.0
@@ -135,6 +143,30 @@ def baseline_update(name: str, device, compile: bool):
     return TD3BCUpdate(actor, q, compile=compile)
 
 
+def default_update(device):
+    """The update a recipe runs with its defaults: the config's ``compile`` and ``precision`` on this device."""
+    from omegaconf import OmegaConf
+
+    from torchrl_rgm.config import resolve_precision
+
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "recipes" / "config" / "rgm_mujoco.yaml")
+    precision = resolve_precision(cfg.precision, device)
+    dtype = torch.bfloat16 if precision == "bfloat16" else None
+    return package_update(device, compile=cfg.compile in ("auto", True), autocast_dtype=dtype), precision
+
+
+class GroupStep:
+    """``n`` package updates stepped as one vectorised group; called with one batch per run."""
+
+    def __init__(self, n: int, device, compile: bool):
+        self.group = VectorizedRGMUpdate([package_update(device, compile=False, seed=i) for i in range(n)],
+                                         compile=compile)
+        self.runs = n
+
+    def __call__(self, batches):
+        return self.group(batches)
+
+
 def precompute_log_ratio(data: TensorDict, device) -> TensorDict:
     """The package's way: the frozen discriminator's log-ratio, once per transition."""
     disc = make_discriminator(OBS, ACT, device=device)
@@ -143,9 +175,24 @@ def precompute_log_ratio(data: TensorDict, device) -> TensorDict:
     return data
 
 
-def make_batches(data: TensorDict, device, count: int = 8) -> list[TensorDict]:
-    g = torch.Generator(device=device).manual_seed(1)
+def make_batches(data: TensorDict, device, count: int = 8, seed: int = 1) -> list[TensorDict]:
+    g = torch.Generator(device=device).manual_seed(seed)
     return [data[torch.randint(data.shape[0], (BATCH,), generator=g, device=device)] for _ in range(count)]
+
+
+def cpu_description() -> str:
+    """The CPU a figure was measured on, and torch's kernel capability there."""
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def time_updates(step, batches, steps: int, device) -> float:
@@ -156,7 +203,7 @@ def time_updates(step, batches, steps: int, device) -> float:
     for i in range(steps):
         out = step(batches[i % len(batches)])
     if isinstance(out, TensorDict):
-        next(iter(out.values())).item()  # a training loop reads its metrics every N steps, not every step
+        next(iter(out.values())).sum().item()  # a training loop reads its metrics every N steps, not every step
     if device.type == "cuda":
         torch.cuda.synchronize()
     return steps / (time.perf_counter() - start)
@@ -170,9 +217,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None, help="write the results to this path")
     parser.add_argument("--no-baselines", action="store_true", help="time RGM's update only")
+    parser.add_argument("--vectorized", type=int, nargs="+", default=[], metavar="N",
+                        help="also time groups of N runs stepped as one (aggregate run-updates/s)")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.warmup < 1 or args.rounds < 1:
-        parser.error("--steps, --warmup and --rounds must be ≥ 1")
+    if args.steps < 1 or args.warmup < 1 or args.rounds < 1 or any(n < 1 for n in args.vectorized):
+        parser.error("--steps, --warmup, --rounds and --vectorized must be ≥ 1")
     device = torch.device(args.device)
     # Several compiled updates of one class live in this process (RGM's three and SMODICE's share
     # RGMUpdate's code): each instance is a guard miss on `self`, so give Dynamo room for all of
@@ -182,6 +231,7 @@ def main(argv=None) -> dict:
     data = make_data(100_000, device)
 
     data_with_ratio = precompute_log_ratio(data.clone(), device)
+    default_step, default_precision = default_update(device)
     variants = {
         "naive": (NaiveRGM(device), make_batches(data, device)),
         "eager": (package_update(device, compile=False), make_batches(data_with_ratio, device)),
@@ -190,7 +240,15 @@ def main(argv=None) -> dict:
             package_update(device, compile=True, autocast_dtype=torch.bfloat16),
             make_batches(data_with_ratio, device),
         ),
+        "default": (default_step, make_batches(data_with_ratio, device)),
     }
+    runs_per_step = {name: 1 for name in variants}
+    for n in args.vectorized:
+        batches = [make_batches(data_with_ratio, device, seed=1 + i) for i in range(n)]
+        for compiled in (False, True):
+            name = f"vectorized{n}_{'compiled' if compiled else 'eager'}"
+            variants[name] = (GroupStep(n, device, compiled), [list(b) for b in zip(*batches)])
+            runs_per_step[name] = n
     if not args.no_baselines:
         for name in BASELINES:
             for compiled in (False, True):
@@ -205,18 +263,23 @@ def main(argv=None) -> dict:
     per_round = max(1, args.steps // args.rounds)
     for _ in range(args.rounds):
         for name, (step, batches) in variants.items():
-            rounds[name].append(time_updates(step, batches, per_round, device))
-    naive, eager, compiled, compiled_bf16 = (
-        statistics.median(rounds[k]) for k in ("naive", "eager", "compiled", "compiled_bf16")
+            n = runs_per_step[name]  # a group's step is n updates: as many updates timed, in fewer steps
+            rounds[name].append(n * time_updates(step, batches, max(2, per_round // n), device))
+    naive, eager, compiled, compiled_bf16, default = (
+        statistics.median(rounds[k]) for k in ("naive", "eager", "compiled", "compiled_bf16", "default")
     )
     result = {
         "naive": naive,
         "eager": eager,
         "compiled": compiled,
         "compiled_bf16": compiled_bf16,
-        # float32 variants only: bfloat16 changes the numerics, so it is reported apart.
-        "speedup_vs_naive": max(eager, compiled) / naive,
+        "default": default,
+        "default_precision": default_precision,
+        # the path a user gets (recipes' defaults on this machine)
+        "speedup_vs_naive": default / naive,
+        "speedup_vs_naive_float32": max(eager, compiled) / naive,
         "speedup_vs_naive_bf16": compiled_bf16 / naive,
+        "cpu": cpu_description(),
         "device": str(device),
         "threads": torch.get_num_threads(),
         "batch": BATCH,
@@ -230,9 +293,18 @@ def main(argv=None) -> dict:
         ("eager", "package, eager"),
         ("compiled", "package, torch.compile"),
         ("compiled_bf16", "package, compile + bf16 autocast"),
+        ("default", f"default path ({default_precision})"),
     )
     for name, label in labels:
         print(f"{label:<34}{result[name]:>12.1f}{result[name] / naive:>9.2f}x")
+    if args.vectorized:
+        result["vectorized"] = {}
+        print(f"\nN runs in one step (run-updates/s, float32; vs one compiled run: {compiled:.1f} updates/s)")
+        print(f"{'N':>4}{'eager':>10}{'compiled':>10}{'best vs single':>16}")
+        for n in args.vectorized:
+            e, c = (statistics.median(rounds[f"vectorized{n}_{k}"]) for k in ("eager", "compiled"))
+            result["vectorized"][n] = {"eager": e, "compiled": c, "vs_single_compiled": max(e, c) / compiled}
+            print(f"{n:>4}{e:>10.1f}{c:>10.1f}{max(e, c) / compiled:>15.2f}x")
     if not args.no_baselines:
         result["baselines"] = {k: statistics.median(v) for k, v in rounds.items() if k.split("_")[0] in BASELINES}
         print(f"\nBaselines, same batch and MLPs ({device}, {torch.get_num_threads()} threads)")

@@ -4,6 +4,7 @@
     python recipes/rgm_mujoco.py env=walker2d reward=partial seed=3 logger=wandb
     python recipes/rgm_mujoco.py algo=iql                         # any registered algorithm, same loop
     python recipes/rgm_mujoco.py resume=outputs/<run>             # continue a run exactly
+    python recipes/rgm_mujoco.py "seeds=[0,1,2,3]" "run_dir='outputs/hopper-s{seed}'"  # 4 runs, one vectorised step
 
 The configuration is in recipes/config/ (every field says what it does and the paper's value).
 recipes/rgm_robomimic.py and recipes/rgm_datasharing.py run this same loop on their own data sources.
@@ -33,74 +34,144 @@ from torchrl_rgm.envs import make_policy_fn  # noqa: E402
 from torchrl_rgm.report import evaluation_record, format_summary, report  # noqa: E402
 from torchrl_rgm.sources import make_source  # noqa: E402
 from torchrl_rgm.sampling import UnionReplayBuffer  # noqa: E402
+from torchrl_rgm.vectorized import VectorizedRGMUpdate  # noqa: E402
+
+
+class Run:
+    """One run of the recipe: steps 1-4 at construction, :meth:`after_update` after each update, :meth:`finish`."""
+
+    def __init__(self, cfg: DictConfig):
+        # 1. Check everything that can be checked before any work, then claim (or reopen) the run directory.
+        cfg, self.run_dir, resuming, self.device = run.start_run(cfg)
+        self.cfg, device = cfg, self.device
+        self.source, self.algorithm = make_source(cfg), get_algorithm(cfg.algo.name)
+
+        # 2. Data: D (union, with is_expert), D^E, mu0, statistics; local datasets are built if missing.
+        self.data = data = self.source.load()
+        print(self.source.describe(data))
+        run.check_data(cfg, data)
+
+        # 3. Networks, losses and the update step of the algorithm (RGM: V, actor, Δr, discriminator).
+        self.learner = learner = self.algorithm.build(cfg, data, device)
+        self.checkpoint = self.run_dir / run.CHECKPOINT_NAME
+        state = run.restore_progress(self.checkpoint, learner, cfg.budget.updates) if resuming else None
+        self.summary = None  # set when the run is over
+        if state is not None and state["step"] >= cfg.budget.updates and (self.run_dir / "summary.json").exists():
+            print(f"{self.run_dir} finished its {cfg.budget.updates} updates; its summary stands (pass "
+                  "budget.updates=<more> with resume= to train it longer).")
+            self.summary = json.loads((self.run_dir / "summary.json").read_text())
+            return
+
+        # 4. The discriminator (expert vs union) is pre-trained once, frozen, and its log d^E/d^D stored per
+        #    transition of the union the update samples from.
+        t_pretrain = time.time()
+        if state is None:
+            self.algorithm.pretrain(cfg, learner, data, torch.Generator().manual_seed(cfg.seed), device)
+        self.union = self.algorithm.prepare_union(cfg, learner, data.union.to_tensordict(), device)
+        self.pretrain_s = time.time() - t_pretrain  # the discriminator's pre-training + the union's log-ratio
+        self.buffer = UnionReplayBuffer(self.union, data.initial_observation, cfg.algo.batch_size, seed=cfg.seed,
+                                        device=device)
+        self.logger = run.make_logger(cfg, self.run_dir)
+        self.policy = make_policy_fn(learner.actor, data.normalize_observation, device)
+        self.step, self.history = 0, []
+        if state is not None:
+            self.buffer.load_sampling_state(state["sampler"])
+            self.step, self.history = state["step"], state["history"]
+            torch.set_rng_state(state["torch_rng"])
+            run.trim_logs(self.run_dir, self.step)  # the evaluations after this checkpoint are made again
+        self.start, self.start_step, self.eval_time = time.time(), self.step, 0.0
+
+    @property
+    def done(self) -> bool:
+        return self.summary is not None or self.step >= self.cfg.budget.updates
+
+    def due(self, step: int) -> bool:
+        """Whether update ``step`` ends with an evaluation or a checkpoint (a group syncs its runs first)."""
+        cfg = self.cfg
+        return step % cfg.eval.every == 0 or step % cfg.checkpoint_every == 0 or step == cfg.budget.updates
+
+    def after_update(self, metrics) -> None:
+        """Count the update; evaluate, log and checkpoint (atomically) when due."""
+        cfg, self.step = self.cfg, self.step + 1
+        if self.step % cfg.eval.every == 0 or self.step == cfg.budget.updates:
+            t_eval = time.time()
+            returns = self.source.evaluate(self.policy, self.data)
+            record = evaluation_record(self.step, returns, self.data, self.learner.update.metrics_to_floats(metrics))
+            if self.source.success_rate:
+                record["success_rate"] = float((returns > 0).mean())
+            self.history.append(record)
+            run.log_metrics(self.logger, record, self.step)
+            self.eval_time += time.time() - t_eval
+        if self.step % cfg.checkpoint_every == 0 or self.step == cfg.budget.updates:
+            run.save_progress(self.checkpoint, self.learner, self.buffer, self.step, self.history, cfg.budget.updates)
+
+    def interrupted(self) -> str:
+        saved = torch.load(self.checkpoint, weights_only=True)["step"] if self.checkpoint.exists() else 0
+        return f"interrupted at update {self.step}; continue from the last checkpoint (update {saved})"
+
+    def finish(self) -> dict:
+        # 6. Report: summary.json (scores, diagnostics), learning curve, reward correction, final policy.
+        if self.summary is None:
+            elapsed = time.time() - self.start
+            self.summary = report(self.cfg, self.source, self.data, self.algorithm, self.learner, self.union,
+                                  self.history, elapsed,
+                                  (self.step - self.start_step) / max(elapsed - self.eval_time, 1e-9), self.run_dir,
+                                  self.device, extra={"discriminator_s": self.pretrain_s})
+            print(format_summary(self.summary))
+        return self.summary
 
 
 def train(cfg: DictConfig) -> dict:
-    # 1. Check everything that can be checked before any work, then claim (or reopen) the run directory.
-    cfg, run_dir, resuming, device = run.start_run(cfg)
-    source, algorithm = make_source(cfg), get_algorithm(cfg.algo.name)
-
-    # 2. Data: D (union, with is_expert), D^E, mu0, statistics; local datasets are built if missing.
-    data = source.load()
-    print(source.describe(data))
-    run.check_data(cfg, data)
-
-    # 3. Networks, losses and the update step of the algorithm (RGM: V, actor, Δr, discriminator).
-    learner = algorithm.build(cfg, data, device)
-    checkpoint = run_dir / run.CHECKPOINT_NAME
-    state = run.restore_progress(checkpoint, learner, cfg.budget.updates) if resuming else None
-    if state is not None and state["step"] >= cfg.budget.updates and (run_dir / "summary.json").exists():
-        print(f"{run_dir} finished its {cfg.budget.updates} updates; its summary stands (pass budget.updates=<more> "
-              "with resume= to train it longer).")
-        return json.loads((run_dir / "summary.json").read_text())
-
-    # 4. The discriminator (expert vs union) is pre-trained once, frozen, and its log d^E/d^D stored per
-    #    transition of the union the update samples from.
-    if state is None:
-        algorithm.pretrain(cfg, learner, data, torch.Generator().manual_seed(cfg.seed), device)
-    union = algorithm.prepare_union(cfg, learner, data.union.to_tensordict(), device)
-    buffer = UnionReplayBuffer(union, data.initial_observation, cfg.algo.batch_size, seed=cfg.seed, device=device)
-
+    """Train one run (or, with ``seeds=[...]``, :func:`train_group`); returns its summary."""
+    if cfg.get("seeds"):
+        return train_group(cfg)
+    r = Run(cfg)
+    if r.summary is not None:  # a finished run, resumed with its own budget
+        return r.summary
     # 5. The loop: one (compiled) update per step; evaluation, logging and an atomic checkpoint every N steps.
-    logger = run.make_logger(cfg, run_dir)
-    policy = make_policy_fn(learner.actor, data.normalize_observation, device)
-    step, history = 0, []
-    if state is not None:
-        buffer.load_sampling_state(state["sampler"])
-        step, history = state["step"], state["history"]
-        torch.set_rng_state(state["torch_rng"])
-        run.trim_logs(run_dir, step)  # the evaluations after this checkpoint are made again
-    start, start_step, eval_time = time.time(), step, 0.0
-    bar = tqdm(total=cfg.budget.updates, initial=step, desc=cfg.algo.name.upper(), mininterval=2)
+    bar = tqdm(total=r.cfg.budget.updates, initial=r.step, desc=r.cfg.algo.name.upper(), mininterval=2)
     with run.StopOnInterrupt() as interrupt:  # Ctrl-C: stop between two updates, say how to resume
-        while step < cfg.budget.updates and not interrupt.requested:
-            metrics = learner.update(buffer.sample())
-            step += 1
+        while not r.done and not interrupt.requested:
+            evaluations = len(r.history)
+            r.after_update(r.learner.update(r.buffer.sample()))
             bar.update(1)
-            if step % cfg.eval.every == 0 or step == cfg.budget.updates:
-                t_eval = time.time()
-                returns = source.evaluate(policy, data)
-                history.append(evaluation_record(step, returns, data, learner.update.metrics_to_floats(metrics)))
-                if source.success_rate:
-                    history[-1]["success_rate"] = float((returns > 0).mean())
-                run.log_metrics(logger, history[-1], step)
-                bar.set_postfix(score=f"{history[-1]['normalized_score']:.1f}")
-                eval_time += time.time() - t_eval
-            if step % cfg.checkpoint_every == 0 or step == cfg.budget.updates:
-                run.save_progress(checkpoint, learner, buffer, step, history, cfg.budget.updates)
-    if interrupt.requested:
-        bar.close()
-        saved = torch.load(checkpoint, weights_only=True)["step"] if checkpoint.exists() else 0
-        sys.exit(f"interrupted at update {step}; continue from the last checkpoint (update {saved}) with:\n"
-                 f"    python {sys.argv[0]} resume={run_dir}")
+            if len(r.history) > evaluations:
+                bar.set_postfix(score=f"{r.history[-1]['normalized_score']:.1f}")
     bar.close()
-    elapsed = time.time() - start
+    if interrupt.requested:
+        sys.exit(f"{r.interrupted()}; continue from it with:\n    python {sys.argv[0]} resume={r.run_dir}")
+    return r.finish()
 
-    # 6. Report: summary.json (scores, diagnostics), learning curve, reward correction, final policy.
-    summary = report(cfg, source, data, algorithm, learner, union, history, elapsed,
-                     (step - start_step) / max(elapsed - eval_time, 1e-9), run_dir, device)
-    print(format_summary(summary))
-    return summary
+
+def train_group(cfg: DictConfig) -> dict:
+    """``seeds=[s0, s1, ...]``: one run per seed, trained together in this process by one vectorised update step
+    (:class:`~torchrl_rgm.vectorized.VectorizedRGMUpdate`); each run is the run ``seed=s`` would train alone, in its
+    own directory (``run_dir`` / ``resume`` name it with ``{seed}``), with its own data order, evaluations, logs and
+    checkpoints, and resumes alone or in a group. Returns ``{"runs": {seed: summary}}``."""
+    runs = [Run(c) for c in run.group_configs(cfg)]
+    todo = [r for r in runs if not r.done]
+    if todo:
+        group = VectorizedRGMUpdate([r.learner.update for r in todo], compile=todo[0].algorithm.compile(todo[0].cfg),
+                                    compile_mode=todo[0].cfg.compile_mode)
+        bar = tqdm(total=todo[0].cfg.budget.updates, initial=todo[0].step, desc=f"{len(todo)} runs", mininterval=2)
+        for r in todo:  # a grouped run's updates/s is the group's steps/s (every run's evaluations excluded)
+            r.start = time.time()
+        with run.StopOnInterrupt() as interrupt:
+            while not todo[0].done and not interrupt.requested:
+                metrics = group([r.buffer.sample() for r in todo])
+                if todo[0].due(todo[0].step + 1):
+                    group.sync_to_runs()  # the runs' own networks, optimisers and schedules, for eval/checkpoint
+                for i, r in enumerate(todo):
+                    r.after_update(metrics[i])
+                bar.update(1)
+        bar.close()
+        evaluations = sum(r.eval_time for r in todo)
+        for r in todo:
+            r.eval_time = evaluations
+        if interrupt.requested:
+            sys.exit("\n".join(f"{r.run_dir}: {r.interrupted()}" for r in todo) + "\ncontinue them all with the same "
+                     "command and resume=<the run_dir pattern, with {seed}> (or each alone with resume=<its directory>).")
+    return {"runs": {r.cfg.seed: r.finish() for r in runs}}
 
 
 def train_or_exit(cfg: DictConfig) -> dict:

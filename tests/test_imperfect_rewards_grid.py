@@ -147,6 +147,33 @@ def test_an_interrupted_run_continues_from_its_checkpoint(tiny, tmp_path, monkey
     assert again["final_score"] == row["final_score"] and again["status"] == "ok"
 
 
+def test_runs_per_process_packs_seeds_of_one_vectorizable_configuration():
+    cells = sorted(grid.make_cells(["hopper", "walker2d"], ["medium-replay"], ["partial"], ["rgm", "bc"], seeds=5),
+                   key=grid.run_order)
+    groups = grid.pack_cells(cells, 2)
+    assert sorted(c.key for g in groups for c in g) == sorted(c.key for c in cells)  # every run once
+    for g in groups:
+        assert len({(c.env, c.dataset, c.reward, c.algo) for c in g}) == 1 and len({c.seed for c in g}) == len(g)
+        assert len(g) <= 2 and (len(g) == 1 or g[0].algo in grid.VECTORIZABLE)
+    assert [len(g) for g in groups if g[0].algo == "rgm" and g[0].env == "hopper"] == [2, 2, 1]
+    assert all(len(g) == 1 for g in groups if g[0].algo == "bc")
+    assert grid.pack_cells(cells, 1) == [[c] for c in cells]
+
+
+def test_a_packed_group_gives_one_row_per_seed_and_is_read_back(tiny, tmp_path, monkeypatch):
+    for key in ("MINARI_DATASETS_PATH", "TORCHRL_RGM_CACHE"):
+        monkeypatch.setenv(key, tiny[key])
+    spec = dict(updates=60, eval_every=30, eval_episodes=2, discriminator_steps=10, overrides=TINY)
+    cells = [grid.Cell("hopper", "medium-replay", "partial", "rgm", s) for s in (0, 1)]
+    rows = grid.run_cells(cells, spec, str(tmp_path), threads=1, root=str(ROOT))
+    assert [r["status"] for r in rows] == ["ok", "ok"], [r["error"] for r in rows]
+    assert [r["seed"] for r in rows] == [0, 1] and rows[0]["final_score"] != rows[1]["final_score"]
+    for c in cells:
+        assert (tmp_path / c.name / "summary.json").exists()
+    again = grid.run_cells(cells, spec, str(tmp_path), threads=1, root=str(ROOT))
+    assert [r["final_score"] for r in again] == [r["final_score"] for r in rows]
+
+
 def test_two_cell_grid_on_local_ray_records_a_crash_and_resumes(tiny, tmp_path):
     environ = tiny
     out_csv = tmp_path / "grid.csv"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import resource
 from pathlib import Path
 
 import matplotlib
@@ -24,7 +25,7 @@ from .train import save_checkpoint  # noqa: E402
 
 __all__ = ["write_json", "save_figure", "plot_learning_curve", "plot_per_source", "plot_reward_correction",
            "rank_correlations", "evaluation_record", "report", "format_summary", "run_diagnostics",
-           "source_diagnostics"]
+           "source_diagnostics", "peak_memory_mb"]
 
 
 def write_json(payload: dict, path) -> None:
@@ -163,9 +164,9 @@ def _dataset_score(data, td) -> float:
 
 
 def report(cfg, source, data, algorithm: Algorithm, learner: Learner, union, history: list[dict], elapsed: float,
-           updates_per_s: float, run_dir: Path, device) -> dict:
-    """Write summary.json (scores, timing, :func:`run_diagnostics`, per-source means with shared data), the
-    plots and the final policy; return the summary. ``updates_per_s`` excludes evaluation time."""
+           updates_per_s: float, run_dir: Path, device, extra: dict | None = None) -> dict:
+    """Write summary.json (scores, timing, :func:`run_diagnostics`, per-source means with shared data, ``extra``),
+    the plots and the final policy; return the summary. ``updates_per_s`` excludes evaluation time."""
     union_score = _dataset_score(data, data.union[~data.union["is_expert"].squeeze(-1)])
     expert_score = _dataset_score(data, data.expert)
     final = history[-1] if history else {}
@@ -190,7 +191,11 @@ def report(cfg, source, data, algorithm: Algorithm, learner: Learner, union, his
         "wall_time_s": elapsed,
         "updates_per_s": updates_per_s,
         "updates": final.get("step"),
+        # what the update ran in (precision=auto resolves per machine; only RGM/SMODICE's update uses bf16)
+        "precision": "bfloat16" if getattr(learner.update, "autocast_dtype", None) == torch.bfloat16 else "float32",
         "run_dir": str(run_dir),
+        "peak_memory_mb": peak_memory_mb(device),
+        **(extra or {}),
         **corr,
         **{k: (v if v is None or math.isfinite(v) else None) for k, v in diagnostics.items()},
     }
@@ -202,6 +207,13 @@ def report(cfg, source, data, algorithm: Algorithm, learner: Learner, union, his
         summary["best_success_rate"] = max((h["success_rate"] for h in history), default=None)
     write_json(summary, run_dir / "summary.json")
     return summary
+
+
+def peak_memory_mb(device) -> float:
+    """The process's peak resident memory (CPU) or the peak memory torch allocated on a CUDA ``device``, in MiB."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports ru_maxrss in KiB
 
 
 def _true_reward(source, data) -> torch.Tensor:
@@ -237,7 +249,10 @@ def format_summary(s: dict) -> str:
         *([f"final success rate      {f(s['final_success_rate'], '.2f')}"] if "final_success_rate" in s else []),
         f"union data's score      {f(s['union_normalized_score'])}",
         f"expert data's score     {f(s['expert_normalized_score'])}",
-        f"wall time               {f(s['wall_time_s'], '.0f')} s   ({f(s['updates_per_s'])} updates/s)",
+        f"wall time               {f(s['wall_time_s'], '.0f')} s   ({f(s['updates_per_s'])} updates/s, "
+        f"{s.get('precision', 'float32')})",
+        *([f"discriminator, memory   {f(s['discriminator_s'])} s pre-training, peak {f(s['peak_memory_mb'], '.0f')} MiB"]
+          if s.get("discriminator_s") is not None else []),
     ]
     if "spearman_corrected_vs_true" in s:
         lines.append(f"rank corr. with true r  seen {s['spearman_seen_vs_true']:.3f} → corrected "

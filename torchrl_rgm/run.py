@@ -3,6 +3,7 @@ its checkpoints (atomic, ``weights_only``-loadable, exact resume) and its logger
 from __future__ import annotations
 
 import atexit
+import copy
 import datetime as dt
 import math
 import os
@@ -14,10 +15,10 @@ from pathlib import Path
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torchrl.record.loggers import get_logger
 
-from .algorithms import AlgorithmError, Learner, get_algorithm
+from .algorithms import ALGORITHMS, AlgorithmError, Learner, get_algorithm
 from .atomic import atomic_path
 from .config import ConfigError, check_run_fields, domain
 from .sources import make_source
@@ -25,7 +26,7 @@ from .sampling import UnionReplayBuffer
 from .train import load_checkpoint, save_checkpoint
 
 __all__ = ["CONFIG_NAME", "CHECKPOINT_NAME", "PREVIOUS_CHECKPOINT_NAME", "CLAIM_NAME", "RESUMABLE", "validate",
-           "CONFIG_GROUPS", "check_group_overrides", "prepare_run_dir", "claim_run_dir", "start_run", "apply_resume_overrides", "load_resumed_config",
+           "CONFIG_GROUPS", "check_group_overrides", "group_configs", "prepare_run_dir", "claim_run_dir", "start_run", "apply_resume_overrides", "load_resumed_config",
            "save_config", "save_progress", "restore_progress", "trim_logs", "check_data", "StopOnInterrupt", "make_logger",
            "log_metrics"]
 
@@ -176,6 +177,34 @@ def _release_claim(path: Path, me: str) -> None:
         pass
 
 
+def group_configs(cfg: DictConfig) -> list[DictConfig]:
+    """``seeds=[s0, s1, ...]``: one configuration per seed (``seed=s``, ``seeds=null``), its ``run_dir`` and
+    ``resume`` the given patterns with ``{seed}`` replaced; checked before any work."""
+    validate(cfg)
+    seeds = list(cfg.seeds)
+    if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"seeds must be a list of distinct integers, e.g. seeds=[0,1,2]; got {seeds}.")
+    algorithm = get_algorithm(cfg.algo.name)
+    if not algorithm.vectorizable:
+        vectorizable = sorted(n for n, a in ALGORITHMS.items() if a.vectorizable)
+        raise ConfigError(f"seeds=[...] trains the runs with one vectorised update, which only {vectorizable} have; "
+                          f"run algo={cfg.algo.name} once per seed (seed=...).")
+    for key in ("run_dir", "resume"):
+        if cfg.get(key) and "{seed}" not in str(cfg[key]):
+            raise ConfigError(f"With seeds=[...], {key} must name each run's directory with {{seed}}, e.g. "
+                              f"{key}='outputs/hopper-s{{seed}}' (quoted for Hydra); got {cfg[key]}.")
+    configs = []
+    for seed in seeds:
+        c = copy.deepcopy(cfg)
+        with open_dict(c):
+            c.seed, c.seeds = seed, None
+            for key in ("run_dir", "resume"):
+                if cfg.get(key):
+                    c[key] = str(cfg[key]).replace("{seed}", str(seed))
+        configs.append(c)
+    return configs
+
+
 def start_run(cfg: DictConfig) -> tuple[DictConfig, Path, bool, torch.device]:
     """Check everything that needs no data, claim (or reopen, with ``resume=``) the run directory,
     seed torch, flush subnormal floats to zero on CPU (:func:`torch.set_flush_denormal`, see the README's
@@ -209,7 +238,7 @@ def apply_resume_overrides(saved: DictConfig, asked: DictConfig, overrides: list
     refused = []
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
-        if key in ("resume", "run_dir") or "=" not in override:
+        if key in ("resume", "run_dir", "seeds") or "=" not in override:
             continue
         new, old = OmegaConf.select(asked, key, default=None), OmegaConf.select(saved, key, default=None)
         if new == old:

@@ -35,12 +35,16 @@ class _OptimizerStep:
 
     def __call__(self, batch: TensorDictBase) -> TensorDictBase:
         """Update the networks on ``batch``; return the detached losses and diagnostics."""
-        total, metrics = self._losses(batch)
+        total, metrics = self._losses(self.prepare(batch))
         total.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         return metrics.detach()
+
+    def prepare(self, batch: TensorDictBase) -> TensorDictBase:
+        """What the step adds to a sampled batch before its losses (RGM: the actor's noise)."""
+        return batch
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
@@ -90,6 +94,9 @@ class RGMUpdate(_OptimizerStep):
         autocast_dtype: ``None`` (full float32, the default) or ``torch.bfloat16`` to run the
             matrix products in bfloat16 under :func:`torch.autocast` (weights, optimiser
             state and the losses' reductions stay float32).
+        noise_seed: seeds the generator that draws a tanh-Gaussian actor's noise (the batch's
+            ``actor_noise``; its state is checkpointed with the optimiser's). ``None``: the loss draws it
+            from torch's global RNG.
     """
 
     def __init__(
@@ -108,6 +115,7 @@ class RGMUpdate(_OptimizerStep):
         compile_mode: str | None = None,
         device: torch.device | str | None = None,
         autocast_dtype: torch.dtype | None = None,
+        noise_seed: int | None = None,
     ):
         if total_steps < 1:
             raise ValueError(f"total_steps must be ≥ 1, got {total_steps}.")
@@ -138,9 +146,32 @@ class RGMUpdate(_OptimizerStep):
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, cosine)
         self.device_type = torch.device(device).type if device is not None else "cpu"
         self.autocast_dtype = autocast_dtype
+        self.noise_generator = None
+        if noise_seed is not None and rgm_loss.stochastic and rgm_loss.use_entropy:
+            self.noise_generator = torch.Generator(device=device or "cpu").manual_seed(int(noise_seed))
         self._losses = self._compute_losses
         if compile:
             self._losses = torch.compile(self._compute_losses, mode=compile_mode, dynamic=False)
+
+    def prepare(self, batch: TensorDictBase) -> TensorDictBase:
+        """The batch with the actor's noise drawn from this update's generator (when it has one)."""
+        if self.noise_generator is not None:
+            keys = self.rgm_loss.tensor_keys
+            action = batch.get(keys.action)
+            batch.set(keys.actor_noise, torch.randn(action.shape, generator=self.noise_generator,
+                                                    device=action.device, dtype=action.dtype))
+        return batch
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.noise_generator is not None:
+            state["noise_rng"] = self.noise_generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if self.noise_generator is not None and "noise_rng" in state:
+            self.noise_generator.set_state(state["noise_rng"])
 
     def _compute_losses(self, batch: TensorDictBase) -> tuple[torch.Tensor, TensorDictBase]:
         with torch.autocast(

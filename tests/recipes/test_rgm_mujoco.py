@@ -38,8 +38,9 @@ def test_smoke_run_writes_every_output(env):
         assert (run_dir / name).stat().st_size > 0, name
     summary = json.loads((run_dir / "summary.json").read_text())
     for key in ("final_normalized_score", "best_normalized_score", "union_normalized_score",
-                "expert_normalized_score", "wall_time_s", "updates_per_s"):
+                "expert_normalized_score", "wall_time_s", "updates_per_s", "discriminator_s", "peak_memory_mb"):
         assert isinstance(summary[key], float) and math.isfinite(summary[key]), key
+    assert summary["precision"] == "float32" and summary["peak_memory_mb"] > 100  # a torch process holds > 100 MiB
     assert summary["run_dir"] == str(run_dir) and summary["updates"] == 60
     assert "final normalised score" in out.stdout
     csvs = list((run_dir / "logs").rglob("*.csv"))

@@ -79,6 +79,8 @@ class Algorithm:
     ``actor``: the actor it needs (``stochastic``/``deterministic``), or ``None`` to follow ``algo.actor``.
     ``relabels``: the union is relabelled with the target task's reward (data sharing only).
     ``compile_by_default``: what ``compile: auto`` does for it.
+    ``vectorizable``: its update is an :class:`~torchrl_rgm.train.RGMUpdate`, so ``seeds=[...]`` can train several
+    runs as one :class:`~torchrl_rgm.vectorized.VectorizedRGMUpdate`.
     """
 
     name: ClassVar[str]
@@ -87,6 +89,7 @@ class Algorithm:
     actor: ClassVar[str | None] = None
     relabels: ClassVar[bool] = False
     compile_by_default: ClassVar[bool] = True
+    vectorizable: ClassVar[bool] = False
 
     # ---- configuration ------------------------------------------------------------------------------
     def validate(self, algo) -> None:

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import torch
 
+from ..config import resolve_precision
 from ..modules import make_actor, make_reward_correction_network, make_value_network
 from ..objectives import DIVERGENCES, RGMLoss
 from ..diagnostics import transition_diagnostics
 from ..train import RGMUpdate
 from .base import Algorithm, AlgorithmError, Learner, check_positive, register
 
-__all__ = ["RGM", "PAPER_CORRECTION_LR", "PAPER_UPDATES", "correction_lr", "correction_horizon"]
+__all__ = ["RGM", "PAPER_CORRECTION_LR", "PAPER_UPDATES", "correction_lr", "correction_horizon", "actor_noise_seed"]
 
 #: The authors' Δr schedule: Adam at 3e-7, cosine-annealed over 1e6 updates.
 PAPER_CORRECTION_LR, PAPER_UPDATES = 3e-7, 1_000_000
 CORRECTION_LR_SCHEDULES = ("rescaled", "paper")
+
+
+def actor_noise_seed(seed: int) -> int:
+    """The seed of a run's actor-noise generator: its own stream, not the batch sampler's (seeded ``seed``)."""
+    return (int(seed) * 1_000_003 + 0x5EED) % 2**63
 
 
 def correction_lr(cfg) -> float:
@@ -41,6 +47,7 @@ class RGM(Algorithm):
     name = "rgm"
     uses_discriminator = True
     learns_correction = True  # SMODICE: False
+    vectorizable = True
 
     def validate(self, algo) -> None:
         super().validate(algo)
@@ -79,7 +86,8 @@ class RGM(Algorithm):
             correction_lr=correction_lr(cfg) if correction is not None else 0.0,
             correction_weight_decay=a.get("correction_weight_decay", 0.0), total_steps=cfg.budget.updates,
             compile=self.compile(cfg), compile_mode=cfg.compile_mode, device=device,
-            autocast_dtype=torch.bfloat16 if cfg.precision == "bfloat16" else None)
+            autocast_dtype=torch.bfloat16 if resolve_precision(cfg.precision, device) == "bfloat16" else None,
+            noise_seed=actor_noise_seed(cfg.seed))
         networks = {"value": value, "actor": actor, **({"correction": correction} if correction is not None else {}),
                     "discriminator": discriminator_loss.discriminator_network}
         return Learner(actor=actor, update=update, networks=networks, losses={"rgm_loss": rgm_loss},

@@ -112,6 +112,11 @@ class RGMLoss(LossModule):
             log_density_ratio (NestedKey): ``log d^E/d^D`` (read with a correction network only).
                 Default ``"log_density_ratio"``.
             is_expert (NestedKey): optional flag for the weight diagnostics. Default ``"is_expert"``.
+            actor_noise (NestedKey): optional standard-normal noise, shaped like the action, for the tanh-Gaussian
+                actor's reparameterised sample in the entropy term; absent, the sample draws it from torch's global
+                RNG. :class:`~torchrl_rgm.train.RGMUpdate` writes it from its own generator, so that a run's noise
+                is part of its state (exact resume) and a vectorised group can give each run the noise it would
+                draw alone. Default ``"actor_noise"``.
         """
 
         observation: NestedKey = "observation"
@@ -121,6 +126,7 @@ class RGMLoss(LossModule):
         done: NestedKey = "done"
         log_density_ratio: NestedKey = "log_density_ratio"
         is_expert: NestedKey = "is_expert"
+        actor_noise: NestedKey = "actor_noise"
 
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
@@ -352,10 +358,21 @@ class RGMLoss(LossModule):
         loss_actor = -(bc_weight * log_prob).mean()
         if not self.use_entropy:
             return loss_actor, None
-        sample = dist.rsample()
+        sample = self._reparameterised_sample(dist, tensordict)
         sample_log_prob = as_column(dist.log_prob(sample))
         loss_actor = loss_actor + self.log_entropy_coef.detach().exp() * sample_log_prob.mean()
         loss_coef = None
         if self.learn_entropy_coef:
             loss_coef = -self.log_entropy_coef * (sample_log_prob.detach().mean() + self.target_entropy)
         return loss_actor, loss_coef
+
+    def _reparameterised_sample(self, dist, tensordict: TensorDictBase) -> torch.Tensor:
+        """``dist.rsample()``, with the batch's ``actor_noise`` as the standard-normal draw when it has one."""
+        key = self.tensor_keys.actor_noise
+        if key not in tensordict.keys(True):
+            return dist.rsample()
+        root = dist.root_dist  # the Normal under the tanh: rsample is loc + noise * scale, then the transforms
+        x = root.loc + tensordict.get(key).to(root.loc.dtype) * root.scale
+        for transform in dist.transforms:
+            x = transform(x)
+        return x
