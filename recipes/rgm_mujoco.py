@@ -151,8 +151,11 @@ def train_group(cfg: DictConfig) -> dict:
     runs = [Run(c) for c in run.group_configs(cfg)]
     todo = [r for r in runs if not r.done]
     if todo:
-        group = VectorizedRGMUpdate([r.learner.update for r in todo], compile=todo[0].algorithm.compile(todo[0].cfg),
-                                    compile_mode=todo[0].cfg.compile_mode)
+        first = todo[0].cfg
+        # compile: auto compiles a group on CUDA only: on CPU, Inductor's code for the vmap-ed products ran 1.4-2x
+        # slower than eager (benchmarks/update_throughput.py --vectorized; README "Measured")
+        compile = first.compile is True or (first.compile == "auto" and todo[0].device.type == "cuda")
+        group = VectorizedRGMUpdate([r.learner.update for r in todo], compile=compile, compile_mode=first.compile_mode)
         bar = tqdm(total=todo[0].cfg.budget.updates, initial=todo[0].step, desc=f"{len(todo)} runs", mininterval=2)
         for r in todo:  # a grouped run's updates/s is the group's steps/s (every run's evaluations excluded)
             r.start = time.time()
