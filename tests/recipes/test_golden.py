@@ -31,6 +31,9 @@ GOLDEN = Path(__file__).with_name("golden.json")
 ALGOS = ("rgm", "smodice", "dwbc", "bc", "iql", "td3bc")
 #: recipes/rgm_datasharing.py's algorithms (the shared-data variants), keyed ``sharing-<algo>``.
 SHARING_ALGOS = ("rgm", "iql_shared", "iql_relabeled")
+#: Further runs of recipes/rgm_mujoco.py by name: RGM with a tanh-Gaussian actor (its noise comes from the
+#: update's own generator, so the entropy term is pinned too).
+EXTRA_RUNS = {"rgm-stochastic": ["algo=rgm", "algo.actor=stochastic"]}
 OVERRIDES = ["budget.discriminator_steps=30", "algo.batch_size=64", "algo.hidden=[32,32]", "eval.episodes=2",
              "eval.num_envs=2", "compile=false", "budget.updates=300", "eval.every=150", "checkpoint_every=150",
              "seed=3", "reward=partial"]
@@ -69,6 +72,11 @@ def run_all(base: Path) -> dict:
                                f"run_dir={run_dir}"], cwd=ROOT, env=environ, capture_output=True, text=True)
         assert proc.returncode == 0, f"{algo}: {proc.stderr[-2000:]}"
         out[algo] = read_run(run_dir)
+    for name, overrides in EXTRA_RUNS.items():
+        proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "rgm_mujoco.py"), *OVERRIDES, *overrides,
+                               f"run_dir={base / name}"], cwd=ROOT, env=environ, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{name}: {proc.stderr[-2000:]}"
+        out[name] = read_run(base / name)
     for algo in SHARING_ALGOS:
         run_dir = base / f"sharing-{algo}"
         proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "rgm_datasharing.py"), *SHARING_OVERRIDES,
