@@ -36,7 +36,7 @@ SHARING_ALGOS = ("rgm", "iql_shared", "iql_relabeled")
 EXTRA_RUNS = {"rgm-stochastic": ["algo=rgm", "algo.actor=stochastic"]}
 OVERRIDES = ["budget.discriminator_steps=30", "algo.batch_size=64", "algo.hidden=[32,32]", "eval.episodes=2",
              "eval.num_envs=2", "compile=false", "budget.updates=300", "eval.every=150", "checkpoint_every=150",
-             "seed=3", "reward=partial"]
+             "seed=3", "reward=partial", "precision=float32"]  # float32 on every CPU (auto is bf16 where native)
 SUMMARY_KEYS = ("final_normalized_score", "best_normalized_score", "union_normalized_score",
                 "expert_normalized_score", "updates", "top_decile_weight_share", "spearman_correction_vs_true")
 BUILD = (
