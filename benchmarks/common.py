@@ -27,6 +27,16 @@ def run_recipe(recipe: Path, args: list[str], run_dir: Path, threads: int, cwd: 
     else:
         shutil.rmtree(run_dir, ignore_errors=True)
         args = [*args, f"run_dir={run_dir}"]
+    error, wall = _run_process(recipe, args, threads, cwd, timeout)
+    if error:
+        return None, error, wall
+    return json.loads((run_dir / "summary.json").read_text()), "", wall
+
+
+def _run_process(recipe: Path, args: list[str], threads: int, cwd: Path,
+                 timeout: float | None) -> tuple[str, float]:
+    """``python <recipe> <args>`` with ``threads`` threads; ``(error, wall_s)``, error "" on success, else the last
+    line of its stderr (the exception, with HYDRA_FULL_ERROR) or the timeout."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), RL_WARNINGS="0",
                HYDRA_FULL_ERROR="1")
     start = time.time()
@@ -34,12 +44,11 @@ def run_recipe(recipe: Path, args: list[str], run_dir: Path, threads: int, cwd: 
         proc = subprocess.run([sys.executable, str(recipe), *args], cwd=cwd, env=env, capture_output=True, text=True,
                               timeout=timeout)
     except subprocess.TimeoutExpired:
-        return None, f"timed out after {timeout:.0f} s", time.time() - start
-    wall = time.time() - start
+        return f"timed out after {timeout:.0f} s", time.time() - start
     if proc.returncode != 0:
         lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-        return None, (lines[-1] if lines else f"exit status {proc.returncode}")[:300], wall
-    return json.loads((run_dir / "summary.json").read_text()), "", wall
+        return (lines[-1] if lines else f"exit status {proc.returncode}")[:300], time.time() - start
+    return "", time.time() - start
 
 
 def run_all(calls, jobs: int, on_row) -> float:
@@ -77,19 +86,7 @@ def run_recipe_group(recipe: Path, args: list[str], pattern: str, seeds: list[in
         for s in todo:
             shutil.rmtree(dirs[s], ignore_errors=True)
         args = [*args, seeds_arg, f"run_dir='{pattern}'"]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), RL_WARNINGS="0",
-               HYDRA_FULL_ERROR="1")
-    start = time.time()
-    try:
-        proc = subprocess.run([sys.executable, str(recipe), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=timeout)
-        wall = time.time() - start
-        error = ""
-        if proc.returncode != 0:
-            lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-            error = (lines[-1] if lines else f"exit status {proc.returncode}")[:300]
-    except subprocess.TimeoutExpired:
-        wall, error = time.time() - start, f"timed out after {timeout:.0f} s"
+    error, wall = _run_process(recipe, args, threads, cwd, timeout)
     for s in todo:
         summary_path = dirs[s] / "summary.json"
         if error or not summary_path.exists():
