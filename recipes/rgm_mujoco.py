@@ -85,15 +85,20 @@ class Run:
     def done(self) -> bool:
         return self.summary is not None or self.step >= self.cfg.budget.updates
 
+    def evaluates(self, step: int) -> bool:
+        return step % self.cfg.eval.every == 0 or step == self.cfg.budget.updates
+
+    def checkpoints(self, step: int) -> bool:
+        return step % self.cfg.checkpoint_every == 0 or step == self.cfg.budget.updates
+
     def due(self, step: int) -> bool:
         """Whether update ``step`` ends with an evaluation or a checkpoint (a group syncs its runs first)."""
-        cfg = self.cfg
-        return step % cfg.eval.every == 0 or step % cfg.checkpoint_every == 0 or step == cfg.budget.updates
+        return self.evaluates(step) or self.checkpoints(step)
 
     def after_update(self, metrics) -> None:
         """Count the update; evaluate, log and checkpoint (atomically) when due."""
         cfg, self.step = self.cfg, self.step + 1
-        if self.step % cfg.eval.every == 0 or self.step == cfg.budget.updates:
+        if self.evaluates(self.step):
             t_eval = time.time()
             returns = self.source.evaluate(self.policy, self.data)
             record = evaluation_record(self.step, returns, self.data, self.learner.update.metrics_to_floats(metrics))
@@ -102,7 +107,7 @@ class Run:
             self.history.append(record)
             run.log_metrics(self.logger, record, self.step)
             self.eval_time += time.time() - t_eval
-        if self.step % cfg.checkpoint_every == 0 or self.step == cfg.budget.updates:
+        if self.checkpoints(self.step):
             run.save_progress(self.checkpoint, self.learner, self.buffer, self.step, self.history, cfg.budget.updates)
 
     def interrupted(self) -> str:
