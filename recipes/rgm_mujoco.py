@@ -34,7 +34,7 @@ from torchrl_rgm.envs import make_policy_fn  # noqa: E402
 from torchrl_rgm.report import evaluation_record, format_summary, report  # noqa: E402
 from torchrl_rgm.sources import make_source  # noqa: E402
 from torchrl_rgm.sampling import UnionReplayBuffer  # noqa: E402
-from torchrl_rgm.vectorized import VectorizedRGMUpdate  # noqa: E402
+from torchrl_rgm.vectorized import GroupError, VectorizedRGMUpdate, check_groupable  # noqa: E402
 
 
 class Run:
@@ -154,31 +154,48 @@ def train_group(cfg: DictConfig) -> dict:
     own directory (``run_dir`` / ``resume`` name it with ``{seed}``), with its own data order, evaluations, logs and
     checkpoints, and resumes alone or in a group. Returns ``{"runs": {seed: summary}}``."""
     runs = [Run(c) for c in run.group_configs(cfg)]
-    todo = [r for r in runs if not r.done]
-    if todo:
-        first = todo[0].cfg
-        # compile: auto compiles a group on CUDA only: on CPU, Inductor's code for the vmap-ed products ran 1.4-2x
-        # slower than eager (benchmarks/update_throughput.py --vectorized; README "Measured")
-        compile = first.compile is True or (first.compile == "auto" and todo[0].device.type == "cuda")
-        group = VectorizedRGMUpdate([r.learner.update for r in todo], compile=compile, compile_mode=first.compile_mode)
-        bar = tqdm(total=todo[0].cfg.budget.updates, initial=todo[0].step, desc=f"{len(todo)} runs", mininterval=2)
-        for r in todo:  # a grouped run's updates/s is the group's steps/s (every run's evaluations excluded)
-            r.start = time.time()
-        with run.StopOnInterrupt() as interrupt:
-            while not todo[0].done and not interrupt.requested:
-                metrics = group([r.buffer.sample() for r in todo])
-                if todo[0].due(todo[0].step + 1):
-                    group.sync_to_runs()  # the runs' own networks, optimisers and schedules, for eval/checkpoint
-                for i, r in enumerate(todo):
+    todo = trained = [r for r in runs if not r.done]
+    if not todo:
+        return {"runs": {r.cfg.seed: r.finish() for r in runs}}
+    first = todo[0].cfg
+    # compile: auto compiles a group on CUDA only: on CPU, Inductor's code for the vmap-ed products ran 1.4-2x
+    # slower than eager (benchmarks/update_throughput.py --vectorized; README "Measured")
+    compile = first.compile is True or (first.compile == "auto" and todo[0].device.type == "cuda")
+    try:  # before any update: e.g. runs first configured with different budgets (Δr's rate is rescaled to it)
+        check_groupable([r.learner.update for r in todo], same_step=False)
+    except GroupError as err:
+        raise GroupError(f"seeds {[r.cfg.seed for r in todo]} (runs 0..{len(todo) - 1}) cannot train as one group: "
+                         f"{err} Resume each alone with resume=<its directory>.") from None
+    started: set[int] = set()
+    with run.StopOnInterrupt() as interrupt:
+        while todo and not interrupt.requested:
+            # runs resumed at different updates (one was continued alone): the ones furthest behind train as a group
+            # until they reach the next, which then joins them; one group from there on
+            step = min(r.step for r in todo)
+            behind = [r for r in todo if r.step == step]
+            until = min([r.step for r in todo if r.step > step], default=first.budget.updates)
+            group = VectorizedRGMUpdate([r.learner.update for r in behind], compile=compile,
+                                        compile_mode=first.compile_mode)
+            for r in behind:  # a grouped run's updates/s is the group's steps/s (every run's evaluations excluded)
+                if id(r) not in started:
+                    started.add(id(r))
+                    r.start = time.time()
+            bar = tqdm(total=first.budget.updates, initial=step, desc=f"{len(behind)} runs", mininterval=2)
+            while behind[0].step < until and not interrupt.requested:
+                metrics = group([r.buffer.sample() for r in behind])
+                if behind[0].due(behind[0].step + 1) or behind[0].step + 1 == until:
+                    group.sync_to_runs()  # the runs' own networks, optimisers, schedules: for eval/checkpoint/regroup
+                for i, r in enumerate(behind):
                     r.after_update(metrics[i])
                 bar.update(1)
-        bar.close()
-        evaluations = sum(r.eval_time for r in todo)
-        for r in todo:
-            r.eval_time = evaluations
-        if interrupt.requested:
-            sys.exit("\n".join(f"{r.run_dir}: {r.interrupted()}" for r in todo) + "\ncontinue them all with the same "
-                     "command and resume=<the run_dir pattern, with {seed}> (or each alone with resume=<its directory>).")
+            bar.close()
+            todo = [r for r in todo if not r.done]
+    evaluations = sum(r.eval_time for r in trained)
+    for r in trained:
+        r.eval_time = evaluations
+    if interrupt.requested:
+        sys.exit("\n".join(f"{r.run_dir}: {r.interrupted()}" for r in todo) + "\ncontinue them all with the same "
+                 "command and resume=<the run_dir pattern, with {seed}> (or each alone with resume=<its directory>).")
     return {"runs": {r.cfg.seed: r.finish() for r in runs}}
 
 
@@ -186,7 +203,7 @@ def train_or_exit(cfg: DictConfig) -> dict:
     """:func:`train`, with a bad configuration or dataset reported as one line (and exit status 1), not a traceback."""
     try:
         return train(cfg)
-    except (ConfigError, DatasetError, DatasetNotFoundError, SharingError, RobomimicFileError) as err:
+    except (ConfigError, DatasetError, DatasetNotFoundError, SharingError, RobomimicFileError, GroupError) as err:
         sys.exit(f"error: {err}")
 
 

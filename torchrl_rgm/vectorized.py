@@ -24,7 +24,7 @@ from torch.func import functional_call, stack_module_state
 
 from .train import RGMUpdate
 
-__all__ = ["VectorizedRGMUpdate", "GroupError"]
+__all__ = ["VectorizedRGMUpdate", "GroupError", "check_groupable"]
 
 #: The loss's hyper-parameters every run of a group must share (they are Python numbers in the one template).
 _LOSS_FIELDS = ("alpha", "gamma", "res_scale", "advantage_clip", "weight_clip", "normalize_weights",
@@ -55,7 +55,9 @@ def _group_name(param_name: str) -> str:
     raise GroupError(f"RGMLoss parameter {param_name!r} belongs to no optimiser group.")
 
 
-def _check_alike(updates: Sequence[RGMUpdate]) -> None:
+def check_groupable(updates: Sequence[RGMUpdate], *, same_step: bool = True) -> None:
+    """Raise :class:`GroupError` naming what differs if ``updates`` cannot be stepped as one group
+    (``same_step=False``: runs that could once the ones behind catch up)."""
     if not updates:
         raise GroupError("A group needs at least one run.")
     first = updates[0]
@@ -75,7 +77,7 @@ def _check_alike(updates: Sequence[RGMUpdate]) -> None:
         lambdas = lambda s: [getattr(fn, "total_steps", None) for fn in s.scheduler.lr_lambdas]  # noqa: E731
         if lambdas(u) != lambdas(first):
             differs.append("schedule horizons (budget.updates)")
-        if u.scheduler.last_epoch != first.scheduler.last_epoch:
+        if same_step and u.scheduler.last_epoch != first.scheduler.last_epoch:
             differs.append("updates done so far")
         if (u.autocast_dtype, u.device_type) != (first.autocast_dtype, first.device_type):
             differs.append("precision/device")
@@ -99,7 +101,7 @@ class VectorizedRGMUpdate:
 
     def __init__(self, updates: Sequence[RGMUpdate], *, compile: bool = False, compile_mode: str | None = None):
         updates = list(updates)
-        _check_alike(updates)
+        check_groupable(updates)
         self.updates = updates
         self.num_runs = len(updates)
         losses = [u.rgm_loss for u in updates]

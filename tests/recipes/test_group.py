@@ -1,6 +1,7 @@
 """``seeds=[...]``: several runs of the recipe trained together by one vectorised update, each the run it would be
 alone (its own directory, data order, evaluations, logs and checkpoint), interrupted and resumed as a group."""
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,6 +76,38 @@ def test_a_killed_group_resumes_exactly(env):
         whole = base / f"whole-s{s}"
         assert torch.load(d / "checkpoint.pt", weights_only=True)["history"] == \
             torch.load(whole / "checkpoint.pt", weights_only=True)["history"]
+
+
+def test_runs_resumed_at_different_updates_catch_up_then_train_as_one_group(env):
+    """Seed 0 stopped at 100 updates, seed 1 (continued alone) at 200: resumed as a group to 300, seed 0 trains alone
+    in the group until it reaches 200, then both together; each ends as it would resumed alone."""
+    environ, base = env
+    run(environ, "seeds=[0,1]", "budget.updates=100", f"run_dir='{base}/catch-s{{seed}}'")
+    run(environ, f"resume={base}/catch-s1", "budget.updates=200")  # seed 1 continued alone
+    for s in (0, 1):
+        shutil.copytree(base / f"catch-s{s}", base / f"ref-s{s}")
+    out = run(environ, "seeds=[0,1]", f"resume='{base}/catch-s{{seed}}'", "budget.updates=300")
+    assert "1 runs" in out.stderr and "2 runs" in out.stderr, out.stderr[-800:]  # seed 0 alone, then both
+    for s in (0, 1):
+        run(environ, f"resume={base}/ref-s{s}", "budget.updates=300")
+        grouped, alone = base / f"catch-s{s}", base / f"ref-s{s}"
+        assert [h["step"] for h in torch.load(grouped / "checkpoint.pt", weights_only=True)["history"]] == \
+            [100, 200, 300]
+        assert scores(grouped) == pytest.approx(scores(alone), rel=1e-3)
+        assert json.loads((grouped / "summary.json").read_text())["updates"] == 300
+
+
+def test_runs_first_configured_with_different_budgets_are_refused_by_seed(env):
+    """Δr's learning rate is rescaled to the budget a run was started with, and a longer resume keeps it: two such
+    runs cannot share one update step, and the recipe says which seeds and what to do instead (no traceback)."""
+    environ, base = env
+    run(environ, "seed=2", "budget.updates=100", f"run_dir={base}/lr-s2")
+    run(environ, "seed=3", f"run_dir={base}/lr-s3")
+    out = run(environ, "seeds=[2,3]", f"resume='{base}/lr-s{{seed}}'", "budget.updates=300", check=False)
+    assert out.returncode == 1 and "seeds [2, 3]" in out.stderr and "reward_correction.initial_lr" in out.stderr \
+        and "Resume each alone with resume=<its directory>" in out.stderr, out.stderr[-800:]
+    assert "Traceback" not in out.stderr
+    assert torch.load(base / "lr-s2" / "checkpoint.pt", weights_only=True)["step"] == 100  # nothing trained
 
 
 @pytest.mark.parametrize("overrides,message", [
