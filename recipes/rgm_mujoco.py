@@ -71,14 +71,13 @@ class Run:
         self.pretrain_s = time.time() - t_pretrain  # the discriminator's pre-training + the union's log-ratio
         self.buffer = UnionReplayBuffer(self.union, data.initial_observation, cfg.algo.batch_size, seed=cfg.seed,
                                         device=device)
-        self.logger = run.make_logger(cfg, self.run_dir)
+        self.logger = run.make_logger(cfg, self.run_dir, resumed_at=state["step"] if state is not None else None)
         self.policy = make_policy_fn(learner.actor, data.normalize_observation, device)
         self.step, self.history = 0, []
         if state is not None:
             self.buffer.load_sampling_state(state["sampler"])
             self.step, self.history = state["step"], state["history"]
             torch.set_rng_state(state["torch_rng"])
-            run.trim_logs(self.run_dir, self.step)  # the evaluations after this checkpoint are made again
         self.start, self.start_step, self.eval_time = time.time(), self.step, 0.0
 
     @property

@@ -352,13 +352,27 @@ class StopOnInterrupt:
         return False
 
 
-def make_logger(cfg: DictConfig, run_dir: Path):
-    """TorchRL's logger of ``logger.backend`` (csv, tensorboard or wandb), writing under ``run_dir/logs``."""
+def make_logger(cfg: DictConfig, run_dir: Path, resumed_at: int | None = None):
+    """TorchRL's logger of ``logger.backend`` (csv, tensorboard or wandb), writing under ``run_dir/logs``.
+
+    ``resumed_at``: the checkpoint's update a resumed run continues from. The evaluations logged after it are made
+    again: CSV rows after it are dropped (:func:`trim_logs`) and TensorBoard is told to discard its events from the
+    next step on (``SummaryWriter(purge_step=...)``), so a resumed run's curves hold each step once. A W&B run is a
+    new run on resume (its history is not rewritten)."""
     kwargs = {}
     if cfg.logger.backend == "wandb":
         kwargs = {"project": cfg.logger.project, "offline": cfg.logger.offline,
                   "config": OmegaConf.to_container(cfg, resolve=True)}
-    return get_logger(cfg.logger.backend, logger_name=str(run_dir / "logs"), experiment_name="rgm", **kwargs)
+    logger = get_logger(cfg.logger.backend, logger_name=str(run_dir / "logs"), experiment_name="rgm", **kwargs)
+    if resumed_at is not None:
+        trim_logs(run_dir, resumed_at)
+        if cfg.logger.backend == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+
+            log_dir = logger.experiment.log_dir
+            logger.experiment.close()
+            logger.experiment = SummaryWriter(log_dir=log_dir, purge_step=resumed_at + 1)
+    return logger
 
 
 def log_metrics(logger, metrics: dict, step: int) -> None:

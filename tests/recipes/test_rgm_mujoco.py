@@ -154,6 +154,36 @@ def test_loggers_write_real_files(tmp_path, backend):
         assert "42.0" in text and "loss_value" not in "".join(p.name for p in files)
 
 
+@pytest.mark.parametrize("backend", ["csv", "tensorboard"])
+def test_a_resumed_run_logs_each_step_once(tmp_path, backend):
+    """Killed after logging steps 100-300 with its checkpoint at 200: the resumed run logs 300 again, and the logs
+    (read back by TensorBoard's own reader for TensorBoard) hold 300 once, with the resumed value."""
+    from omegaconf import OmegaConf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from torchrl_rgm.run import log_metrics, make_logger
+
+    cfg = OmegaConf.create({"logger": {"backend": backend, "project": "p", "offline": True}})
+    first = make_logger(cfg, tmp_path)
+    for step in (100, 200, 300):
+        log_metrics(first, {"normalized_score": float(step)}, step)
+    if backend == "tensorboard":
+        first.experiment.close()
+    resumed = make_logger(cfg, tmp_path, resumed_at=200)
+    for step in (300, 400):
+        log_metrics(resumed, {"normalized_score": -float(step)}, step)
+    if backend == "csv":
+        [path] = (tmp_path / "logs").rglob("normalized_score.csv")
+        rows = [line.split(",") for line in path.read_text().split()]
+        logged = [(int(float(step)), float(value)) for step, value in rows]
+    else:
+        resumed.experiment.close()
+        acc = EventAccumulator(resumed.experiment.log_dir)
+        acc.Reload()
+        logged = [(e.step, e.value) for e in acc.Scalars("normalized_score")]
+    assert logged == [(100, 100.0), (200, 200.0), (300, -300.0), (400, -400.0)]
+
+
 @pytest.mark.parametrize("option,name", [("true_reward", "true"), ("negated", "negated"), ("partial", "partial"),
                                          ("zero", "zero"), ("sparse", "sparse"), ("noisy", "noisy"),
                                          ("other_task", "other_task")])
