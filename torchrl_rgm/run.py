@@ -366,12 +366,10 @@ def make_logger(cfg: DictConfig, run_dir: Path, resumed_at: int | None = None):
     logger = get_logger(cfg.logger.backend, logger_name=str(run_dir / "logs"), experiment_name="rgm", **kwargs)
     if resumed_at is not None:
         trim_logs(run_dir, resumed_at)
-        if cfg.logger.backend == "tensorboard":
-            from torch.utils.tensorboard import SummaryWriter
-
-            log_dir = logger.experiment.log_dir
-            logger.experiment.close()
-            logger.experiment = SummaryWriter(log_dir=log_dir, purge_step=resumed_at + 1)
+        if cfg.logger.backend == "tensorboard":  # the same SummaryWriter, reopened with purge_step
+            writer = logger.experiment
+            writer.close()
+            logger.experiment = type(writer)(log_dir=writer.log_dir, purge_step=resumed_at + 1)
     return logger
 
 
