@@ -276,11 +276,12 @@ def _scores(rows, **match) -> np.ndarray:
                      and all(r[k] == v for k, v in match.items())])
 
 
-def _fmt(x: np.ndarray) -> str:
+def _fmt(x: np.ndarray, count: bool = False) -> str:
+    """mean [95% CI]; ``count``: with the number of seeds behind it (a grid still running has uneven cells)."""
     if len(x) == 0:
         return "–"
     lo, hi = bootstrap_ci([x], np.mean)
-    return f"{x.mean():.1f} [{lo:.1f}, {hi:.1f}]"
+    return f"{x.mean():.1f} [{lo:.1f}, {hi:.1f}]" + (f" ({len(x)})" if count else "")
 
 
 def _reward_settings(ok: list[dict]) -> list[str]:
@@ -327,25 +328,32 @@ def target_lines(summary: dict) -> list[str]:
 
 
 def _common_task_gap(rows: list[dict], a: tuple, b: tuple) -> tuple[float, int] | None:
-    """Mean of ``a`` minus mean of ``b`` (each ``(reward, algo)``) over the tasks both have runs of, and how many
-    tasks that is: an interrupted grid then compares like with like."""
+    """Mean of ``a`` minus mean of ``b`` (each ``(reward, algo)``) over the tasks, and within each task the seeds,
+    both have runs of, and how many tasks that is: an interrupted grid then compares like with like."""
     ok = [r for r in rows if r["status"] == "ok"]
 
     def per_task(reward, algo):
         col = ANY if algo in REWARD_AGNOSTIC else reward
-        tasks = {(r["env"], r["dataset"]) for r in ok if r["algo"] == algo and r["reward"] == col}
-        return {t: _scores(ok, env=t[0], dataset=t[1], reward=col, algo=algo).mean() for t in tasks}
+        found: dict = {}
+        for r in ok:
+            if r["algo"] == algo and r["reward"] == col:
+                found.setdefault((r["env"], r["dataset"]), {})[r["seed"]] = float(r["final_score"])
+        return found
 
     sa, sb = per_task(*a), per_task(*b)
-    common = sorted(set(sa) & set(sb))
-    if not common:
+    gaps = []
+    for task in sorted(set(sa) & set(sb)):
+        seeds = set(sa[task]) & set(sb[task])
+        if seeds:
+            gaps.append((np.mean([sa[task][s] for s in seeds]), np.mean([sb[task][s] for s in seeds])))
+    if not gaps:
         return None
-    return float(np.mean([sa[t] for t in common]) - np.mean([sb[t] for t in common])), len(common)
+    return float(np.mean([g[0] for g in gaps]) - np.mean([g[1] for g in gaps])), len(gaps)
 
 
 def decision_lines(summary: dict, rows: list[dict] | None = None) -> list[str]:
     """The deciding grid's targets (README, "When the correction pays"), mean over tasks and seeds; with ``rows``,
-    each gap over the tasks both sides have runs of (the number of tasks is printed)."""
+    each gap over the tasks and seeds both sides have runs of (the number of tasks is printed)."""
     def mean(reward, algo):
         return summary[(reward, algo)]["mean"] if (reward, algo) in summary else None
 
@@ -394,12 +402,19 @@ def markdown(rows: list[dict], spec: dict) -> str:
         "| env | dataset | reward | " + " | ".join(algos) + " |",
         "|---|---|---|" + "---:|" * len(algos),
     ]
+    table = {(env, dataset, reward, a): _scores(ok, env=env, dataset=dataset,
+                                                reward=ANY if a in REWARD_AGNOSTIC else reward, algo=a)
+             for env, dataset in tasks for reward in rewards for a in algos}
+    uneven = len({len(x) for x in table.values() if len(x)}) > 1
+    if uneven:
+        out[2] += (" The grid is not complete: each cell gives its number of seeds in parentheses, and means over "
+                   "tasks and seeds below are over the runs present.")
     for env, dataset in tasks:
         for reward in rewards:
             cells = []
             for a in algos:
-                x = _scores(ok, env=env, dataset=dataset, reward=ANY if a in REWARD_AGNOSTIC else reward, algo=a)
-                cells.append(_fmt(x) + (" †" if a in REWARD_AGNOSTIC and len(x) else ""))
+                x = table[env, dataset, reward, a]
+                cells.append(_fmt(x, uneven) + (" †" if a in REWARD_AGNOSTIC and len(x) else ""))
             out.append(f"| {env} | {dataset} | {reward} | " + " | ".join(cells) + " |")
     summary = summarise(rows)
     out += ["", "IQM over tasks and seeds [95% stratified bootstrap CI] (mean in parentheses):", "",
@@ -412,7 +427,7 @@ def markdown(rows: list[dict], spec: dict) -> str:
         out.append(f"| {reward} | " + " | ".join(cells) + " |")
     decision = decision_lines(summary, rows)
     if decision:
-        out += ["", "When does the correction pay? (mean over tasks and seeds)", "", "| comparison | gap | target | |",
+        out += ["", "When does the correction pay? (mean over the tasks and seeds both sides of a comparison have)", "", "| comparison | gap | target | |",
                 "|---|---:|---|---|", *decision]
     targets = target_lines(summary)
     if targets:

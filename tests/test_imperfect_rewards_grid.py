@@ -96,6 +96,18 @@ def test_table_repeats_reward_agnostic_runs_and_checks_the_targets():
     assert "RuntimeError: boom" in text and "18 runs ok, 1 failed" in text
 
 
+def test_a_grid_still_running_gives_each_cell_its_number_of_seeds():
+    def row(algo, reward, seed, score):
+        return dict(env="hopper", dataset="medium-replay", reward=reward, algo=algo, seed=str(seed),
+                    final_score=str(score), best_score="", wall_s="1", status="ok", error="")
+
+    whole = [row("rgm", "true", s, 10 + s) for s in range(2)] + [row("smodice", "any", s, 5 + s) for s in range(2)]
+    assert "(2)" not in grid.markdown(whole, dict(updates=10, eval_episodes=2))
+    text = grid.markdown(whole + [row("rgm", "true", 2, 12)], dict(updates=10, eval_episodes=2))
+    assert "| hopper | medium-replay | true | 11.0 [10.0, 12.0] (3) | 5.5 [5.0, 6.0] (2) † |" in text
+    assert "The grid is not complete" in text.splitlines()[2] and "| env | dataset | reward | rgm | smodice |\n" in text
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """Tiny real hopper datasets (built by the recipe tests' builder) in a private Minari directory."""
@@ -290,3 +302,7 @@ def test_decision_gaps_of_an_interrupted_grid_compare_the_same_tasks():
     lines = grid.decision_lines(grid.summarise(rows), rows)
     assert "| rgm(partial) − dwbc (1 task) | +10.0 | ≥ +0 | met |" in lines  # not 20 − 20 over unequal task sets
     assert "| rgm(partial) − max(iql, td3bc)(partial) (1 task) | +18.0 | ≥ +10 | met |" in lines
+    # and within a task the seeds both have: rgm's seeds 1-2 are left out until smodice has them
+    rows += [row("hopper", "any", "smodice", 28)] + [dict(row("hopper", "partial", "rgm", 0), seed=s) for s in "12"]
+    lines = grid.decision_lines(grid.summarise(rows), rows)
+    assert "| rgm(partial) − smodice (1 task) | +2.0 | ≥ +5 | missed |" in lines
