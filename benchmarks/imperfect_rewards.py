@@ -427,11 +427,13 @@ def markdown(rows: list[dict], spec: dict) -> str:
         out.append(f"| {reward} | " + " | ".join(cells) + " |")
     decision = decision_lines(summary, rows)
     if decision:
-        out += ["", "When does the correction pay? (mean over the tasks and seeds both sides of a comparison have)", "", "| comparison | gap | target | |",
-                "|---|---:|---|---|", *decision]
+        out += ["", "When does the correction pay? (mean over the tasks and seeds both sides of a comparison have)", "",
+                "| comparison | gap | target | |", "|---|---:|---|---|", *decision]
     targets = target_lines(summary)
     if targets:
-        out += ["", "Targets (mean over tasks and seeds):", "", "| reward | comparison | gap | target | |",
+        out += ["", "Targets (mean over tasks and seeds" + ("; each side's runs, unpaired while the grid is not "
+                                                         "complete" if uneven else "") + "):", "",
+                "| reward | comparison | gap | target | |",
                 "|---|---|---:|---|---|", *targets]
     if failed:
         out += ["", "Failed runs:", ""] + [f"- {r['env']} {r['dataset']} {r['reward']} {r['algo']} s{r['seed']}: "
