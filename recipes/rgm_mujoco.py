@@ -165,7 +165,6 @@ def train_group(cfg: DictConfig) -> dict:
     except GroupError as err:
         raise GroupError(f"seeds {[r.cfg.seed for r in todo]} (runs 0..{len(todo) - 1}) cannot train as one group: "
                          f"{err} Resume each alone with resume=<its directory>.") from None
-    started: set[int] = set()
     with run.StopOnInterrupt() as interrupt:
         while todo and not interrupt.requested:
             # runs resumed at different updates (one was continued alone): the ones furthest behind train as a group
@@ -176,8 +175,7 @@ def train_group(cfg: DictConfig) -> dict:
             group = VectorizedRGMUpdate([r.learner.update for r in behind], compile=compile,
                                         compile_mode=first.compile_mode)
             for r in behind:  # a grouped run's updates/s is the group's steps/s (every run's evaluations excluded)
-                if id(r) not in started:
-                    started.add(id(r))
+                if r.step == r.start_step:  # its clock starts with its first update in this process
                     r.start = time.time()
             bar = tqdm(total=first.budget.updates, initial=step, desc=f"{len(behind)} runs", mininterval=2)
             while behind[0].step < until and not interrupt.requested:
