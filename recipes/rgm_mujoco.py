@@ -40,9 +40,10 @@ from torchrl_rgm.vectorized import GroupError, VectorizedRGMUpdate, check_groupa
 class Run:
     """One run of the recipe: steps 1-4 at construction, :meth:`after_update` after each update, :meth:`finish`."""
 
-    def __init__(self, cfg: DictConfig):
-        # 1. Check everything that can be checked before any work, then claim (or reopen) the run directory.
-        cfg, self.run_dir, resuming, self.device = run.start_run(cfg)
+    def __init__(self, cfg: DictConfig, save_config: bool = True):
+        # 1. Check everything that can be checked before any work, then claim (or reopen) the run directory
+        #    (save_config=False: a group saves each run's configuration once the runs are known to fit together).
+        cfg, self.run_dir, resuming, self.device = run.start_run(cfg, save=save_config)
         self.cfg, device = cfg, self.device
         self.source, self.algorithm = make_source(cfg), get_algorithm(cfg.algo.name)
 
@@ -152,19 +153,23 @@ def train_group(cfg: DictConfig) -> dict:
     (:class:`~torchrl_rgm.vectorized.VectorizedRGMUpdate`); each run is the run ``seed=s`` would train alone, in its
     own directory (``run_dir`` / ``resume`` name it with ``{seed}``), with its own data order, evaluations, logs and
     checkpoints, and resumes alone or in a group. Returns ``{"runs": {seed: summary}}``."""
-    runs = [Run(c) for c in run.group_configs(cfg)]
+    runs = [Run(c, save_config=False) for c in run.group_configs(cfg)]
     todo = trained = [r for r in runs if not r.done]
+    if todo:
+        try:  # before any update and before any saved configuration changes: e.g. runs first configured with
+            # different budgets (Δr's rate is rescaled to it); a refused resume leaves each run as it was
+            check_groupable([r.learner.update for r in todo], same_step=False)
+        except GroupError as err:
+            raise GroupError(f"seeds {[r.cfg.seed for r in todo]} (runs 0..{len(todo) - 1}) cannot train as one "
+                             f"group: {err} Resume each alone with resume=<its directory>.") from None
+    for r in runs:
+        run.save_config(r.cfg, r.run_dir)
     if not todo:
         return {"runs": {r.cfg.seed: r.finish() for r in runs}}
     first = todo[0].cfg
     # compile: auto compiles a group on CUDA only: on CPU, Inductor's code for the vmap-ed products ran 1.4-2x
     # slower than eager (benchmarks/update_throughput.py --vectorized; README "Measured")
     compile = first.compile is True or (first.compile == "auto" and todo[0].device.type == "cuda")
-    try:  # before any update: e.g. runs first configured with different budgets (Δr's rate is rescaled to it)
-        check_groupable([r.learner.update for r in todo], same_step=False)
-    except GroupError as err:
-        raise GroupError(f"seeds {[r.cfg.seed for r in todo]} (runs 0..{len(todo) - 1}) cannot train as one group: "
-                         f"{err} Resume each alone with resume=<its directory>.") from None
     with run.StopOnInterrupt() as interrupt:
         while todo and not interrupt.requested:
             # runs resumed at different updates (one was continued alone): the ones furthest behind train as a group

@@ -205,10 +205,11 @@ def group_configs(cfg: DictConfig) -> list[DictConfig]:
     return configs
 
 
-def start_run(cfg: DictConfig) -> tuple[DictConfig, Path, bool, torch.device]:
+def start_run(cfg: DictConfig, save: bool = True) -> tuple[DictConfig, Path, bool, torch.device]:
     """Check everything that needs no data, claim (or reopen, with ``resume=``) the run directory,
     seed torch, flush subnormal floats to zero on CPU (:func:`torch.set_flush_denormal`, see the README's
-    "Decisions") and save the configuration; returns ``(cfg, run_dir, resuming, device)``.
+    "Decisions") and save the configuration (``save=False``: the caller saves it with :func:`save_config` once
+    its own checks pass, e.g. a group's); returns ``(cfg, run_dir, resuming, device)``.
 
     On ``resume=`` the saved configuration is used; a command-line override of :data:`RESUMABLE` (a longer
     budget, checkpointing, compilation, the number of evaluation environments) is applied, any other override
@@ -223,7 +224,8 @@ def start_run(cfg: DictConfig) -> tuple[DictConfig, Path, bool, torch.device]:
     # floats, and CPU arithmetic on subnormals is ~100x slower: a hopper run fell from 94 to 15 updates/s by 50k
     # updates. Flushing them changes only values below 1.2e-38.
     torch.set_flush_denormal(True)
-    save_config(cfg, run_dir)
+    if save:
+        save_config(cfg, run_dir)
     return cfg, run_dir, resuming, torch.device(cfg.device)
 
 

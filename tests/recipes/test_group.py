@@ -103,11 +103,14 @@ def test_runs_first_configured_with_different_budgets_are_refused_by_seed(env):
     environ, base = env
     run(environ, "seed=2", "budget.updates=100", f"run_dir={base}/lr-s2")
     run(environ, "seed=3", f"run_dir={base}/lr-s3")
+    saved = {s: (base / f"lr-s{s}" / "config.yaml").read_text() for s in (2, 3)}
     out = run(environ, "seeds=[2,3]", f"resume='{base}/lr-s{{seed}}'", "budget.updates=300", check=False)
     assert out.returncode == 1 and "seeds [2, 3]" in out.stderr and "reward_correction.initial_lr" in out.stderr \
         and "Resume each alone with resume=<its directory>" in out.stderr, out.stderr[-800:]
     assert "Traceback" not in out.stderr
     assert torch.load(base / "lr-s2" / "checkpoint.pt", weights_only=True)["step"] == 100  # nothing trained
+    # nor saved: resumed alone, each run still trains to the budget it had (the refused 300 is not kept)
+    assert {s: (base / f"lr-s{s}" / "config.yaml").read_text() for s in (2, 3)} == saved
 
 
 @pytest.mark.parametrize("overrides,message", [
