@@ -250,23 +250,33 @@ def check_spec(path: Path, spec: dict, rows: list[dict]) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def iqm(x) -> float:
-    """Interquartile mean: the mean of the middle 50% (scipy's ``trim_mean(x, 0.25)``, as rliable)."""
+def iqm(x, axis=None):
+    """Interquartile mean: the mean of the middle 50% (scipy's ``trim_mean(x, 0.25)``, as rliable) of ``x``, or of
+    each slice along ``axis``."""
     from scipy.stats import trim_mean
 
-    return float(trim_mean(np.asarray(x, dtype=float).ravel(), 0.25))
+    x = np.asarray(x, dtype=float)
+    return float(trim_mean(x.ravel(), 0.25)) if axis is None else trim_mean(x, 0.25, axis=axis)
 
 
 def bootstrap_ci(groups: list, statistic, n: int = 5000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile CI of ``statistic(concatenated groups)``, resampling runs within each group (stratified).
 
-    With one group this is the ordinary percentile bootstrap of ``statistic``.
+    With one group this is the ordinary percentile bootstrap of ``statistic``. The resamples are drawn first (in
+    the same order as one draw per group per resample) and, when ``statistic`` takes ``axis`` (``np.mean``,
+    :func:`iqm`), evaluated in one call over all of them.
     """
     rng = np.random.default_rng(seed)
     groups = [np.asarray(g, dtype=float) for g in groups]
-    stats = np.empty(n)
+    offsets = np.cumsum([0] + [len(g) for g in groups[:-1]])
+    idx = np.empty((n, sum(len(g) for g in groups)), dtype=np.int64)
     for i in range(n):
-        stats[i] = statistic(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups]))
+        idx[i] = np.concatenate([off + rng.integers(0, len(g), len(g)) for off, g in zip(offsets, groups)])
+    samples = np.concatenate(groups)[idx]
+    try:
+        stats = np.asarray(statistic(samples, axis=1), dtype=float)
+    except TypeError:  # a statistic of one 1-D sample only
+        stats = np.array([statistic(row) for row in samples], dtype=float)
     lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
 

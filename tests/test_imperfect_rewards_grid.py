@@ -78,6 +78,19 @@ def test_iqm_and_bootstrap_against_scipy():
     assert grid.bootstrap_ci([np.full(3, 1.0), np.full(3, 5.0)], grid.iqm) == (3.0, 3.0)
 
 
+def test_bootstrap_evaluates_all_resamples_at_once_with_the_same_draws_as_one_at_a_time():
+    def one_at_a_time(groups, statistic, n=5000, seed=0, level=0.95):  # the definition, resample by resample
+        rng = np.random.default_rng(seed)
+        stats = [statistic(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])) for _ in range(n)]
+        return tuple(float(q) for q in np.quantile(stats, [(1 - level) / 2, (1 + level) / 2]))
+
+    rng = np.random.default_rng(3)
+    groups = [rng.normal(10, 5, 3), rng.normal(30, 2, 2), rng.normal(0, 9, 4)]
+    for statistic in (grid.iqm, np.mean, lambda v: float(np.median(v))):  # the last has no axis: row by row
+        assert grid.bootstrap_ci(groups, statistic) == one_at_a_time(groups, statistic)
+    assert grid.bootstrap_ci(groups[:1], np.mean, n=300, seed=7) == one_at_a_time(groups[:1], np.mean, n=300, seed=7)
+
+
 def test_table_repeats_reward_agnostic_runs_and_checks_the_targets():
     rows = []
     for seed in range(3):
