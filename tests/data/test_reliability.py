@@ -71,3 +71,58 @@ def test_summary_json_is_strict(tmp_path):
     assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {"final": None, "best": 3.0,
                                                                          "per_source": {"a": {"w": None}}}
     assert not math.isnan(3.0)
+
+
+def test_a_conversion_finished_by_another_process_meanwhile_is_kept_whole(tiny, monkeypatch):
+    """Two runs convert the same data at once (a grid's first runs): the one that finishes second must neither
+    delete nor replace the first one's cache entry piece by piece (a run reading it then would find the metadata
+    without the tensors)."""
+    from torchrl_rgm.data import minari as mod
+
+    real_process, real_replace, real_rmtree = mod._process, os.replace, mod.shutil.rmtree
+    broken = []
+
+    def what_a_reader_sees_now():
+        for entry in (mod.cache_root() / "processed").glob("*"):
+            if (entry / "rgm_meta.json").exists() and not (entry / "tensors" / "meta.json").exists():
+                broken.append(entry.name)
+
+    def process_while_another_finishes(*args, **kwargs):
+        data = real_process(*args, **kwargs)
+        monkeypatch.setattr(mod, "_process", real_process)
+        load_rgm_data(tiny, n_expert_trajectories=1)  # the other process: converts and writes the entry
+        return data
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        what_a_reader_sees_now()
+
+    def rmtree(path, *args, **kwargs):
+        real_rmtree(path, *args, **kwargs)
+        what_a_reader_sees_now()
+
+    monkeypatch.setattr(mod, "_process", process_while_another_finishes)
+    monkeypatch.setattr(mod.os, "replace", replace)
+    monkeypatch.setattr(mod.shutil, "rmtree", rmtree)
+    data = load_rgm_data(tiny, n_expert_trajectories=1)
+    monkeypatch.setattr(mod.os, "replace", real_replace)
+    monkeypatch.setattr(mod.shutil, "rmtree", real_rmtree)
+    assert not broken, f"a reader could have seen an entry without its tensors: {broken}"
+    entries = [e.name for e in (mod.cache_root() / "processed").iterdir()]
+    assert len(entries) == 1 and not entries[0].startswith(".tmp"), entries
+    again = load_rgm_data(tiny, n_expert_trajectories=1)
+    for key in ("observation", "action", ("next", "reward")):
+        np.testing.assert_array_equal(np.asarray(again.union[key]), np.asarray(data.union[key]))
+
+
+def test_an_entry_left_without_its_metadata_is_converted_again(tiny):
+    """An older version wrote tensors first and the metadata last: an interrupted write left tensors alone."""
+    from torchrl_rgm.data import minari as mod
+
+    first = load_rgm_data(tiny, n_expert_trajectories=1)
+    (entry,) = (mod.cache_root() / "processed").iterdir()
+    (entry / "rgm_meta.json").unlink()
+    again = load_rgm_data(tiny, n_expert_trajectories=1)
+    assert (entry / "rgm_meta.json").exists() and (entry / "tensors" / "meta.json").exists()
+    assert [e.name for e in (mod.cache_root() / "processed").iterdir()] == [entry.name]
+    np.testing.assert_array_equal(np.asarray(again.union["observation"]), np.asarray(first.union["observation"]))

@@ -307,14 +307,16 @@ def load_rgm_data(
                          obs_mean=data.obs_mean, obs_std=data.obs_std, batch_size=[])
     meta = {k: getattr(data, k) for k in ("reward_mean", "reward_std", "union_id", "expert_id", "env_spec",
                                          "ref_min_score", "ref_max_score", "info")}
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+    # Written whole beside its place, then renamed into it: the entry is complete or absent, and processes
+    # converting the same data at once (a grid's runs) never delete or half-see each other's files.
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".tmp-{key}-"))
     try:
         tensors.memmap_(tmp / "tensors")
         (tmp / "rgm_meta.json").write_text(json.dumps(meta))
-        shutil.rmtree(root / "tensors", ignore_errors=True)  # left by an interrupted earlier attempt
-        os.replace(tmp / "tensors", root / "tensors")
-        os.replace(tmp / "rgm_meta.json", root / "rgm_meta.json")  # written last: marks the cache complete
+        if root.exists() and not (root / "rgm_meta.json").exists():
+            shutil.rmtree(root, ignore_errors=True)  # left incomplete by an interrupted write of an older version
+        os.replace(tmp, root)  # fails (the directory is not empty) when another process got there first
     except OSError:
         if not (root / "rgm_meta.json").exists():
             raise
