@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -61,30 +62,27 @@ def machine_key() -> str:
 
 
 def run_all(base: Path) -> dict:
-    """Build the tiny datasets under ``base`` and run every algorithm; ``{algo: {name: value}}``."""
+    """Build the tiny datasets under ``base`` and run every algorithm; ``{algo: {name: value}}``.
+
+    The runs are independent single-thread processes (their numbers do not depend on what runs beside them), so
+    they run side by side, one per core.
+    """
     environ = dict(os.environ, MINARI_DATASETS_PATH=str(base / "minari"), TORCHRL_RGM_CACHE=str(base / "cache"),
                    OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     subprocess.run([sys.executable, "-c", BUILD], cwd=ROOT, env=environ, check=True, capture_output=True)
-    out = {}
-    for algo in ALGOS:
-        run_dir = base / algo
-        proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "rgm_mujoco.py"), *OVERRIDES, f"algo={algo}",
-                               f"run_dir={run_dir}"], cwd=ROOT, env=environ, capture_output=True, text=True)
-        assert proc.returncode == 0, f"{algo}: {proc.stderr[-2000:]}"
-        out[algo] = read_run(run_dir)
-    for name, overrides in EXTRA_RUNS.items():
-        proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "rgm_mujoco.py"), *OVERRIDES, *overrides,
-                               f"run_dir={base / name}"], cwd=ROOT, env=environ, capture_output=True, text=True)
+    mujoco, sharing = ROOT / "recipes" / "rgm_mujoco.py", ROOT / "recipes" / "rgm_datasharing.py"
+    jobs = {algo: [mujoco, *OVERRIDES, f"algo={algo}"] for algo in ALGOS}
+    jobs.update({name: [mujoco, *OVERRIDES, *overrides] for name, overrides in EXTRA_RUNS.items()})
+    jobs.update({f"sharing-{algo}": [sharing, *SHARING_OVERRIDES, f"algo={algo}"] for algo in SHARING_ALGOS})
+
+    def run(name):
+        proc = subprocess.run([sys.executable, *map(str, jobs[name]), f"run_dir={base / name}"], cwd=ROOT,
+                              env=environ, capture_output=True, text=True)
         assert proc.returncode == 0, f"{name}: {proc.stderr[-2000:]}"
-        out[name] = read_run(base / name)
-    for algo in SHARING_ALGOS:
-        run_dir = base / f"sharing-{algo}"
-        proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "rgm_datasharing.py"), *SHARING_OVERRIDES,
-                               f"algo={algo}", f"run_dir={run_dir}"], cwd=ROOT, env=environ, capture_output=True,
-                              text=True)
-        assert proc.returncode == 0, f"sharing {algo}: {proc.stderr[-2000:]}"
-        out[f"sharing-{algo}"] = read_run(run_dir)
-    return out
+        return read_run(base / name)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+        return dict(zip(jobs, pool.map(run, jobs)))
 
 
 def read_run(run_dir: Path) -> dict:
