@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,3 +21,11 @@ def run_recipe(recipe: Path, tiny: list[str], environ: dict, *overrides, check=T
     """``python <recipe> <tiny> <overrides>`` in a subprocess, output captured."""
     return subprocess.run([sys.executable, str(recipe), *tiny, *overrides], cwd=ROOT, env=environ,
                           capture_output=True, text=True, check=check, **kwargs)
+
+
+def run_recipes(recipe: Path, tiny: list[str], environ: dict, *runs: list[str]):
+    """Independent runs of ``recipe`` (one override list each) side by side, one thread each, one per core; their
+    completed processes, in order (each checked)."""
+    environ = dict(environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    with ThreadPoolExecutor(max_workers=max(1, min(len(runs), os.cpu_count() or 1))) as pool:
+        return list(pool.map(lambda overrides: run_recipe(recipe, tiny, environ, *overrides), runs))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .helpers import run_recipe, tiny_datasets
+from .helpers import run_recipe, run_recipes, tiny_datasets
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "rgm_mujoco.py"
@@ -38,8 +38,8 @@ def scores(run_dir: Path) -> list[float]:
 
 def test_each_run_of_a_group_is_the_run_trained_alone(env):
     environ, base = env
-    run(environ, "seeds=[0,1]", f"run_dir='{base}/group-s{{seed}}'")
-    run(environ, "seed=1", f"run_dir={base}/alone-s1")
+    run_recipes(RECIPE, TINY, environ, ["seeds=[0,1]", f"run_dir='{base}/group-s{{seed}}'"],
+                ["seed=1", f"run_dir={base}/alone-s1"])
     grouped, alone = base / "group-s1", base / "alone-s1"
     a, b = (json.loads((d / "summary.json").read_text()) for d in (grouped, alone))
     assert a["updates"] == b["updates"] == 200
@@ -88,8 +88,8 @@ def test_runs_resumed_at_different_updates_catch_up_then_train_as_one_group(env)
         shutil.copytree(base / f"catch-s{s}", base / f"ref-s{s}")
     out = run(environ, "seeds=[0,1]", f"resume='{base}/catch-s{{seed}}'", "budget.updates=300")
     assert "1 runs" in out.stderr and "2 runs" in out.stderr, out.stderr[-800:]  # seed 0 alone, then both
+    run_recipes(RECIPE, TINY, environ, *([f"resume={base}/ref-s{s}", "budget.updates=300"] for s in (0, 1)))
     for s in (0, 1):
-        run(environ, f"resume={base}/ref-s{s}", "budget.updates=300")
         grouped, alone = base / f"catch-s{s}", base / f"ref-s{s}"
         assert [h["step"] for h in torch.load(grouped / "checkpoint.pt", weights_only=True)["history"]] == \
             [100, 200, 300]
@@ -101,8 +101,8 @@ def test_runs_first_configured_with_different_budgets_are_refused_by_seed(env):
     """Δr's learning rate is rescaled to the budget a run was started with, and a longer resume keeps it: two such
     runs cannot share one update step, and the recipe says which seeds and what to do instead (no traceback)."""
     environ, base = env
-    run(environ, "seed=2", "budget.updates=100", f"run_dir={base}/lr-s2")
-    run(environ, "seed=3", f"run_dir={base}/lr-s3")
+    run_recipes(RECIPE, TINY, environ, ["seed=2", "budget.updates=100", f"run_dir={base}/lr-s2"],
+                ["seed=3", f"run_dir={base}/lr-s3"])
     saved = {s: (base / f"lr-s{s}" / "config.yaml").read_text() for s in (2, 3)}
     out = run(environ, "seeds=[2,3]", f"resume='{base}/lr-s{{seed}}'", "budget.updates=300", check=False)
     assert out.returncode == 1 and "seeds [2, 3]" in out.stderr and "reward_correction.initial_lr" in out.stderr \
