@@ -23,9 +23,15 @@ def run_recipe(recipe: Path, tiny: list[str], environ: dict, *overrides, check=T
                           capture_output=True, text=True, check=check, **kwargs)
 
 
+def side_by_side(function, items) -> list:
+    """``[function(item) for item in items]``, one item per core at a time (independent subprocesses)."""
+    items = list(items)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(items), os.cpu_count() or 1))) as pool:
+        return list(pool.map(function, items))
+
+
 def run_recipes(recipe: Path, tiny: list[str], environ: dict, *runs: list[str]):
     """Independent runs of ``recipe`` (one override list each) side by side, one thread each, one per core; their
     completed processes, in order (each checked)."""
     environ = dict(environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    with ThreadPoolExecutor(max_workers=max(1, min(len(runs), os.cpu_count() or 1))) as pool:
-        return list(pool.map(lambda overrides: run_recipe(recipe, tiny, environ, *overrides), runs))
+    return side_by_side(lambda overrides: run_recipe(recipe, tiny, environ, *overrides), runs)

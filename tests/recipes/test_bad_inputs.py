@@ -14,13 +14,12 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
 
-from .helpers import run_recipe, tiny_datasets
+from .helpers import run_recipe, side_by_side, tiny_datasets
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "rgm_mujoco.py"
@@ -135,8 +134,7 @@ def test_every_bad_input_ends_in_one_clear_message_and_touches_nothing(env):
     cli = [c for c in cases if len(c) > 3 or any(o.split("=")[0] in ("env", "reward", "run_dir", "resume")
                                                  for o in c[1])]
     in_process = [c for c in cases if c not in cli]
-    with ThreadPoolExecutor(2) as pool:
-        outs = list(pool.map(lambda c: run({**environ, **(c[3] if len(c) > 3 else {})}, *c[1], check=False), cli))
+    outs = side_by_side(lambda c: run({**environ, **(c[3] if len(c) > 3 else {})}, *c[1], check=False), cli)
     results = [(c, o.returncode, o.stdout + o.stderr) for c, o in zip(cli, outs)]
     results += [(c, *recipe_in_process(environ, c[1])) for c in in_process]
     problems = []

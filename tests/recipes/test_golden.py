@@ -21,11 +21,12 @@ import os
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
+
+from .helpers import side_by_side
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).with_name("golden.json")
@@ -81,8 +82,7 @@ def run_all(base: Path) -> dict:
         assert proc.returncode == 0, f"{name}: {proc.stderr[-2000:]}"
         return read_run(base / name)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
-        return dict(zip(jobs, pool.map(run, jobs)))
+    return dict(zip(jobs, side_by_side(run, jobs)))
 
 
 def read_run(run_dir: Path) -> dict:
