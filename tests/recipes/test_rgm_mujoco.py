@@ -12,7 +12,7 @@ import torch
 
 from torchrl_rgm.config import resolve_precision
 
-from .helpers import run_recipe, tiny_datasets
+from .helpers import run_recipe, run_recipes, tiny_datasets
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "rgm_mujoco.py"
@@ -202,11 +202,13 @@ def test_every_reward_option_composes_and_validates(option, name):
 def test_baselines_run_end_to_end_and_only_reward_based_ones_read_the_reward(env, algo):
     # Same seed, negated vs true reward: bc/smodice/dwbc must not notice; IQL and TD3+BC must.
     environ, base = env
+    rewards = ("negated", "true_reward")
+    run_recipes(RECIPE, TINY, environ, *([f"run_dir={base / f'{algo}-{reward}'}", f"algo={algo}", f"reward={reward}",
+                                          "budget.updates=40", "eval.every=20", "checkpoint_every=20"]
+                                         for reward in rewards))
     histories = []
-    for reward in ("negated", "true_reward"):
+    for reward in rewards:
         run_dir = base / f"{algo}-{reward}"
-        run(environ, f"run_dir={run_dir}", f"algo={algo}", f"reward={reward}", "budget.updates=40", "eval.every=20",
-            "checkpoint_every=20")
         summary = json.loads((run_dir / "summary.json").read_text())
         assert math.isfinite(summary["final_normalized_score"]) and summary["updates"] == 40
         assert (run_dir / "policy.pt").stat().st_size > 0
