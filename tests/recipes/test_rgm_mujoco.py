@@ -202,13 +202,11 @@ def test_every_reward_option_composes_and_validates(option, name):
 def test_baselines_run_end_to_end_and_only_reward_based_ones_read_the_reward(env, algo):
     # Same seed, negated vs true reward: bc/smodice/dwbc must not notice; IQL and TD3+BC must.
     environ, base = env
-    rewards = ("negated", "true_reward")
-    run_recipes(RECIPE, TINY, environ, *([f"run_dir={base / f'{algo}-{reward}'}", f"algo={algo}", f"reward={reward}",
-                                          "budget.updates=40", "eval.every=20", "checkpoint_every=20"]
-                                         for reward in rewards))
+    run_dirs = {reward: base / f"{algo}-{reward}" for reward in ("negated", "true_reward")}
+    run_recipes(RECIPE, TINY, environ, *([f"run_dir={run_dir}", f"algo={algo}", f"reward={reward}", "budget.updates=40",
+                                          "eval.every=20", "checkpoint_every=20"] for reward, run_dir in run_dirs.items()))
     histories = []
-    for reward in rewards:
-        run_dir = base / f"{algo}-{reward}"
+    for run_dir in run_dirs.values():
         summary = json.loads((run_dir / "summary.json").read_text())
         assert math.isfinite(summary["final_normalized_score"]) and summary["updates"] == 40
         assert (run_dir / "policy.pt").stat().st_size > 0
