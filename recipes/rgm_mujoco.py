@@ -68,10 +68,11 @@ class Run:
         t_pretrain = time.time()
         if state is None:
             self.algorithm.pretrain(cfg, learner, data, torch.Generator().manual_seed(cfg.seed), device)
-        self.union = self.algorithm.prepare_union(cfg, learner, data.union.to_tensordict(), device)
+        self.union = self.algorithm.prepare_union(cfg, learner, data.union.to_tensordict(), device,
+                                                 expert=data.expert)
         self.pretrain_s = time.time() - t_pretrain  # the discriminator's pre-training + the union's log-ratio
-        self.buffer = UnionReplayBuffer(self.union, data.initial_observation, cfg.algo.batch_size, seed=cfg.seed,
-                                        device=device)
+        self.buffer = UnionReplayBuffer(self.algorithm.training_set(cfg, data, self.union), data.initial_observation,
+                                        cfg.algo.batch_size, seed=cfg.seed, device=device)
         self.logger = run.make_logger(cfg, self.run_dir, resumed_at=state["step"] if state is not None else None)
         self.policy = make_policy_fn(learner.actor, data.normalize_observation, device)
         self.step, self.history = 0, []
@@ -121,7 +122,7 @@ class Run:
             self.summary = report(self.cfg, self.source, self.data, self.algorithm, self.learner, self.union,
                                   self.history, elapsed,
                                   (self.step - self.start_step) / max(elapsed - self.eval_time, 1e-9), self.run_dir,
-                                  self.device, extra={"discriminator_s": self.pretrain_s})
+                                  self.device, extra={"discriminator_s": self.pretrain_s, **self.learner.info})
             print(format_summary(self.summary))
         return self.summary
 

@@ -63,7 +63,7 @@ def test_a_checkpoint_of_another_algorithm_is_refused_by_name():
 
 
 def test_unknown_and_duplicate_names():
-    with pytest.raises(AlgorithmError, match=r"Unknown algorithm 'ppo'; valid choices are \['bc', 'dwbc'"):
+    with pytest.raises(AlgorithmError, match=r"Unknown algorithm 'ppo'; valid choices are \['bc', 'bc_expert', 'dwbc'"):
         get_algorithm("ppo")
     with pytest.raises(AlgorithmError, match="Two algorithms are named 'bc'"):
         @register
@@ -77,3 +77,44 @@ def test_what_each_algorithm_declares():
     assert {n for n, a in ALGORITHMS.items() if a.uses_discriminator} == {"rgm", "smodice", "dwbc"}
     assert {n for n, a in ALGORITHMS.items() if a.relabels} == {"iql_relabeled"}
     assert ALGORITHMS["iql"].actor == "stochastic" and ALGORITHMS["td3bc"].actor == "deterministic"
+
+
+def _union_with_expert(n=40, n_expert=10):
+    from tensordict import TensorDict
+
+    is_expert = torch.zeros(n, 1, dtype=torch.bool)
+    is_expert[-n_expert:] = True
+    absorbing = torch.zeros(n, 1, dtype=torch.bool)
+    absorbing[-1] = True  # the expert's absorbing self-loop
+    return TensorDict({"observation": torch.arange(n, dtype=torch.float32).unsqueeze(-1), "is_expert": is_expert,
+                       "absorbing": absorbing}, [n])
+
+
+def test_bc_expert_trains_on_the_experts_own_transitions_only():
+    algorithm = get_algorithm("bc_expert")
+    cfg = compose("bc_expert")
+    union = _union_with_expert()
+    data = SimpleNamespace(expert=None, expert_id="e")
+    cfg.algo.batch_size = 4
+    rows = algorithm.training_set(cfg, data, union)
+    assert rows.get("observation").reshape(-1).tolist() == list(range(30, 39))  # expert rows, absorbing loop left out
+    weights = algorithm.extraction_weights(cfg, None, union, None, "cpu")
+    assert weights.tolist() == [0.0] * 30 + [1.0] * 9 + [0.0]
+    # every other algorithm samples the union as it is
+    assert get_algorithm("bc").training_set(cfg, data, union) is union
+
+
+def test_bc_expert_falls_back_to_the_expert_set_and_refuses_a_batch_larger_than_it():
+    from torchrl_rgm.config import ConfigError
+
+    algorithm = get_algorithm("bc_expert")
+    cfg = compose("bc_expert")
+    union = _union_with_expert()
+    union.set("is_expert", torch.zeros(40, 1, dtype=torch.bool))  # the authors' protocol: D^E outside the union
+    expert = _union_with_expert(12, 12)
+    cfg.algo.batch_size = 8
+    rows = algorithm.training_set(cfg, SimpleNamespace(expert=expert, expert_id="e"), union)
+    assert rows.shape[0] == 11 and not rows.get("absorbing").any()
+    cfg.algo.batch_size = 12
+    with pytest.raises(ConfigError, match=r"algo.batch_size=12 is larger than the expert set \(11 transitions of e\)"):
+        algorithm.training_set(cfg, SimpleNamespace(expert=expert, expert_id="e"), union)

@@ -56,3 +56,40 @@ def test_correction_rank_correlation_is_spearman_on_the_data_rows():
     got = correction_rank_correlation(net, "logit", union, truth, res_scale=3.0, device="cpu", n=10_000)
     expected = spearmanr(obs[50:, 0].numpy(), truth[50:].numpy()).statistic
     assert got == pytest.approx(expected, abs=1e-6)
+
+
+def test_expert_weight_share_and_effective_sample_size_by_hand():
+    from torchrl_rgm.diagnostics import expert_weight_share
+
+    union = union_of([1.0, 2.0], [3, 3], expert_rows=2, absorbing_rows=2)  # 6 D^O rows, 2 expert, 2 loops
+    w = torch.tensor([1.0, 1, 1, 1, 1, 1, 3, 3, 50, 50])  # the loops' weights must not count
+    out = expert_weight_share(union, w)
+    assert out["expert_weight_share"] == pytest.approx(6 / 12)
+    assert out["expert_data_share"] == pytest.approx(2 / 8)
+    assert out["weight_ess_fraction"] == pytest.approx(12 ** 2 / (6 + 18) / 8)
+    uniform = expert_weight_share(union, torch.ones(10))
+    assert uniform["weight_ess_fraction"] == pytest.approx(1.0) and uniform["expert_weight_share"] == pytest.approx(0.25)
+
+
+def test_discriminator_calibration_by_hand():
+    from sklearn.metrics import roc_auc_score
+
+    from torchrl_rgm.diagnostics import discriminator_calibration
+
+    g = torch.Generator().manual_seed(0)
+    union = union_of([1.0], [300], expert_rows=20, absorbing_rows=5)
+    log_rho = torch.randn(325, 1, generator=g)
+    log_rho[300:320] += 2.0
+    union.set("log_density_ratio", log_rho)
+    out = discriminator_calibration(union)
+    real = slice(0, 320)
+    expert = union["is_expert"].reshape(-1)[real].numpy()
+    assert out["discriminator_auc"] == pytest.approx(roc_auc_score(expert, log_rho.reshape(-1)[real].numpy()))
+    rho = torch.exp(log_rho.reshape(-1)[real].double())
+    rho = rho / rho.mean()
+    assert out["discriminator_expert_rho"] == pytest.approx(rho[300:320].mean().item() / (320 / 20))
+    # an exact ratio (all of rho on the expert rows) is calibrated: 1
+    exact = torch.full((325, 1), -30.0)
+    exact[300:320] = 0.0
+    union.set("log_density_ratio", exact)
+    assert discriminator_calibration(union)["discriminator_expert_rho"] == pytest.approx(1.0, abs=1e-6)

@@ -6,11 +6,19 @@ Two per-run numbers the imperfect-reward study reports next to each score (``sum
   ``D^O``'s best episodes — the top tenth of its episodes by true return — next to
   ``top_decile_data_share``, the share those transitions have under uniform weights (what BC gives them).
   A method that found the good behaviour in the data puts far more than the data share there.
+- ``expert_weight_share`` (next to ``expert_data_share``) and ``weight_ess_fraction``: the share of the extraction
+  weight on the expert's own transitions in the union, and the weights' effective sample size over the union's size
+  (1 = uniform). RGM's objective promises ``w d^D -> d^E`` where the reward does not help: a share near 1.
+- ``correction_*`` (RGM): how far Δr is from what the upper level asks for with V held fixed
+  (:func:`correction_gap_diagnostics`); ``discriminator_*``: how well ``log ρ`` separates the expert
+  (:func:`discriminator_calibration`).
 - ``spearman_correction_vs_true``: Spearman's rank correlation between ``Δr`` and the true reward on
   ``D^O`` alone (the expert's transitions and the absorbing self-loops left out): does the correction learn
   the reward the dataset should have had, or something else (``α log ρ`` plus shaping)?
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -19,7 +27,8 @@ from tensordict import TensorDictBase
 
 from .objectives.rgm import reward_correction
 
-__all__ = ["dataset_rows", "top_decile_weight_share", "correction_rank_correlation", "transition_diagnostics"]
+__all__ = ["dataset_rows", "top_decile_weight_share", "correction_rank_correlation", "transition_diagnostics",
+           "expert_weight_share", "correction_gap_diagnostics", "discriminator_calibration"]
 
 
 def dataset_rows(union: TensorDictBase) -> torch.Tensor:
@@ -80,3 +89,85 @@ def transition_diagnostics(rgm_loss, union: TensorDictBase, initial_observation:
         corrected.append(values.get("corrected_reward").reshape(-1, 1).cpu())
         weight.append(values.get("visitation_weight").reshape(-1, 1).cpu())
     return {"corrected_reward": torch.cat(corrected), "visitation_weight": torch.cat(weight)}
+
+
+def expert_weight_share(union: TensorDictBase, weights: torch.Tensor) -> dict:
+    """``{"expert_weight_share", "expert_data_share", "weight_ess_fraction"}`` of per-row ``weights`` on ``union``
+    (absorbing self-loops left out): the weight on ``is_expert`` rows over the total, those rows' share of the
+    rows, and Kish's effective sample size ``(Σw)² / Σw²`` over the number of rows."""
+    keep = torch.ones(union.shape[0], dtype=torch.bool)
+    if "absorbing" in union.keys():
+        keep &= ~union.get("absorbing").reshape(-1).bool()
+    w = weights.reshape(-1)[keep].double().clamp(min=0)
+    expert = (union.get("is_expert").reshape(-1)[keep].bool() if "is_expert" in union.keys()
+              else torch.zeros(w.numel(), dtype=torch.bool))
+    total = w.sum().item()
+    return {"expert_weight_share": float(w[expert].sum().item() / total) if total > 0 else float("nan"),
+            "expert_data_share": float(expert.double().mean().item()),
+            "weight_ess_fraction": float(total ** 2 / (w.pow(2).sum().item() * w.numel())) if total > 0 else float("nan")}
+
+
+@torch.no_grad()
+def correction_gap_diagnostics(rgm_loss, union: TensorDictBase, initial_observation: torch.Tensor, device="cpu",
+                               n: int = 50000, seed: int = 0) -> dict:
+    r"""How Δr compares with the upper level's optimum on ``n`` random rows of ``union`` (absorbing loops left out).
+
+    With ``V`` held fixed and Δr unbounded, the upper level is minimised where the corrected reward is
+    :math:`\alpha(\log\rho + 1) + V(s) - \gamma(1-d)V(s') + c` (``shared/METHOD.md``; ``c`` is free when the upper
+    level compares batch-normalised weights), i.e. at the target :math:`t = \alpha(\log\rho + 1) + V(s) -
+    \gamma(1-d)V(s') - \tilde r`. Centred on its median (the most favourable ``c``), ``t`` tells which limit binds:
+
+    - ``correction_abs_over_bound``: mean :math:`|\Delta r|` / ``res_scale``; ``correction_saturated``: share
+      of rows with :math:`|\Delta r| > 0.9\,` ``res_scale`` (the bound binds there);
+    - ``correction_target_outside_bound``: share of rows whose centred target lies beyond ``res_scale`` (the bound
+      forbids the optimum there, however long Δr trains);
+    - ``correction_target_corr``: Pearson correlation of Δr with the target (≈ 1: Δr moves towards the optimum;
+      ≈ 0: it has not got there — a rate, or a budget, problem);
+    - ``correction_gap``: mean :math:`|\Delta r - \mathrm{clip}(t - \mathrm{med}\,t)|` / ``res_scale``.
+    """
+    loss = rgm_loss
+    if loss.reward_correction_network is None or "log_density_ratio" not in union.keys():
+        return {}
+    rows = torch.arange(union.shape[0])
+    if "absorbing" in union.keys():
+        rows = rows[~union.get("absorbing").reshape(-1).bool()]
+    pick = rows[torch.randperm(rows.numel(), generator=torch.Generator().manual_seed(seed))[:n]]
+    batch = union[pick].to_tensordict().to(device)
+    init = initial_observation.to(device)
+    batch.set("initial_observation", init[torch.arange(batch.shape[0], device=device) % init.shape[0]])
+    x = loss._lower_level(batch)
+    log_rho = batch.get("log_density_ratio").reshape(-1, 1).to(x["v"].dtype)
+    if loss.log_ratio_clip is not None:
+        log_rho = log_rho.clamp(-loss.log_ratio_clip, loss.log_ratio_clip)
+    target = loss.alpha * (log_rho + 1) + x["v"] - loss.gamma * (1 - x["done"]) * x["v_next"] - x["reward"]
+    target = (target - target.median()).reshape(-1).double().cpu()
+    delta = x["delta_r"].reshape(-1).double().cpu()
+    bound = max(float(loss.res_scale), 1e-12)
+    corr = torch.corrcoef(torch.stack([delta, target]))[0, 1].item() if delta.std() > 0 else float("nan")
+    return {"correction_abs_over_bound": float(delta.abs().mean() / bound),
+            "correction_saturated": float((delta.abs() > 0.9 * bound).double().mean()),
+            "correction_target_outside_bound": float((target.abs() > bound).double().mean()),
+            "correction_target_corr": float(corr),
+            "correction_gap": float((delta - target.clamp(-bound, bound)).abs().mean() / bound)}
+
+
+def discriminator_calibration(union: TensorDictBase) -> dict:
+    """``log ρ`` on the union's expert rows against ``D^O``'s (absorbing loops left out): ``discriminator_auc`` (the
+    chance an expert row's ``log ρ`` exceeds a ``D^O`` row's) and ``discriminator_expert_rho``, the mean ``ρ`` on
+    expert rows over the value an exact ratio gives them (``N / N_E`` with ``E_D[ρ] = 1``): 1 = calibrated,
+    below 1 = under-confident."""
+    if "log_density_ratio" not in union.keys() or "is_expert" not in union.keys():
+        return {}
+    keep = torch.ones(union.shape[0], dtype=torch.bool)
+    if "absorbing" in union.keys():
+        keep &= ~union.get("absorbing").reshape(-1).bool()
+    log_rho = union.get("log_density_ratio").reshape(-1)[keep].double()
+    expert = union.get("is_expert").reshape(-1)[keep].bool()
+    if not expert.any() or expert.all():
+        return {}
+    ranks = torch.from_numpy(np.argsort(np.argsort(log_rho.numpy(), kind="stable"), kind="stable")).double() + 1
+    n_e, n_o = int(expert.sum()), int((~expert).sum())
+    auc = (ranks[expert].sum().item() - n_e * (n_e + 1) / 2) / (n_e * n_o)
+    rho = (log_rho - (torch.logsumexp(log_rho, 0) - math.log(log_rho.numel()))).exp()
+    return {"discriminator_auc": float(auc),
+            "discriminator_expert_rho": float(rho[expert].mean().item() / (log_rho.numel() / n_e))}

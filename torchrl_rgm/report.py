@@ -19,7 +19,8 @@ from .algorithms import Algorithm, Learner  # noqa: E402
 from .atomic import atomic_path  # noqa: E402
 from .config import domain, run_name  # noqa: E402
 from .data.sharing import TARGET_REWARD, per_source_means  # noqa: E402
-from .diagnostics import correction_rank_correlation, top_decile_weight_share, transition_diagnostics  # noqa: E402
+from .diagnostics import (correction_gap_diagnostics, correction_rank_correlation, discriminator_calibration,  # noqa: E402
+                          expert_weight_share, top_decile_weight_share, transition_diagnostics)  # noqa: E402
 from .objectives.rgm import reward_correction  # noqa: E402
 from .train import save_checkpoint  # noqa: E402
 
@@ -273,6 +274,10 @@ def run_diagnostics(cfg, source, algorithm: Algorithm, data, learner: Learner, u
     weights = algorithm.extraction_weights(cfg, learner, union, data.initial_observation, device)
     if weights is not None:
         out.update(top_decile_weight_share(union, weights))
+        out.update(expert_weight_share(union, weights))
+    out.update(discriminator_calibration(union))
+    if "rgm_loss" in learner.losses:
+        out.update(correction_gap_diagnostics(learner.losses["rgm_loss"], union, data.initial_observation, device))
     if learner.correction is not None:
         out["spearman_correction_vs_true"] = correction_rank_correlation(
             learner.correction, learner.correction.out_keys[0], union,

@@ -10,7 +10,7 @@ from torchrl.objectives import BCLoss
 from .atomic import atomic_path
 from .objectives import RGMLoss
 
-__all__ = ["RGMUpdate", "BCUpdate", "pretrain_discriminator", "log_density_ratio", "save_checkpoint", "load_checkpoint"]
+__all__ = ["RGMUpdate", "BCUpdate", "pretrain_discriminator", "log_density_ratio", "fit_ratio_temperature", "save_checkpoint", "load_checkpoint"]
 
 
 class _cosine:
@@ -216,22 +216,55 @@ def pretrain_discriminator(discriminator_loss, union, expert, *, steps: int, bat
 
 @torch.no_grad()
 def log_density_ratio(discriminator_loss, td: TensorDictBase, chunk: int = 65536, device="cpu",
-                      normalize: bool = False) -> torch.Tensor:
+                      normalize: bool = False, temperature: float = 1.0) -> torch.Tensor:
     """``log d^E/d^D`` for every transition of ``td`` (the union ``D``), computed once with the frozen discriminator.
 
     With ``normalize`` the ratio is calibrated so that ``E_D[d^E/d^D] = 1``, as a density ratio
     must be: a discriminator trained with a gradient penalty is under-confident (on hopper
-    medium-replay with one expert trajectory its raw ``E_D[rho]`` is about 0.35).
+    medium-replay with one expert trajectory its raw ``E_D[rho]`` is about 0.35). ``temperature`` multiplies the
+    logit first (:func:`fit_ratio_temperature` fits it).
     """
     keys = list(discriminator_loss.discriminator_network.in_keys)
     out = []
     for start in range(0, td.shape[0], chunk):
         part = td[start:start + chunk].select(*keys).to(device)
         out.append(discriminator_loss.log_density_ratio(part)["log_density_ratio"].cpu())
-    log_ratio = torch.cat(out, 0)
+    log_ratio = torch.cat(out, 0) * temperature
     if normalize:
         log_ratio = log_ratio - (torch.logsumexp(log_ratio.double().flatten(), 0) - math.log(log_ratio.numel())).float()
     return log_ratio
+
+
+def fit_ratio_temperature(union_logit: torch.Tensor, expert_logit: torch.Tensor, max_temperature: float = 100.0,
+                          iterations: int = 100) -> float:
+    r"""The temperature ``T`` that makes :math:`\rho_T = e^{T\ell} / \mathbb{E}_D[e^{T\ell}]` the maximum-likelihood
+    density ratio ``d^E/d^D`` in the family spanned by the discriminator's logit ``ℓ`` (KLIEP, Sugiyama et al. 2008,
+    with ``ℓ`` as its one basis function): ``T`` maximises :math:`\mathbb{E}_E[\log\rho_T]` subject to
+    :math:`\mathbb{E}_D[\rho_T] = 1`, a concave problem whose optimum satisfies the moment condition
+    :math:`\mathbb{E}_{\rho_T d^D}[\ell] = \mathbb{E}_E[\ell]` — the visitation ``ρ_T d^D`` puts as much weight
+    on expert-like logits as the expert's own data have. A discriminator trained with a gradient penalty is
+    under-confident (``T > 1``); an over-confident one gets ``T < 1``.
+
+    ``union_logit``: ``ℓ`` on ``D``'s transitions; ``expert_logit``: on ``D^E``'s. Solved by bisection on ``log T``
+    (the tilted mean grows with ``T``); ``max_temperature`` where the expert's mean logit lies at or beyond the union's
+    largest (the likelihood then grows without bound), and a tiny one where it lies at or below the union's mean.
+    """
+    u = union_logit.reshape(-1).double()
+    target = expert_logit.reshape(-1).double().mean()
+
+    def tilted_mean(t: float) -> torch.Tensor:
+        p = torch.softmax(t * u, 0)
+        return (p * u).sum()
+
+    lo, hi = math.log(1e-3), math.log(max_temperature)
+    if tilted_mean(math.exp(hi)) <= target:
+        return float(max_temperature)
+    if tilted_mean(math.exp(lo)) >= target:
+        return float(math.exp(lo))
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if tilted_mean(math.exp(mid)) < target else (lo, mid)
+    return float(math.exp(0.5 * (lo + hi)))
 
 
 def save_checkpoint(state: dict, path) -> None:

@@ -18,7 +18,7 @@ from tensordict import TensorDictBase
 
 from ..modules import make_discriminator
 from ..objectives import DiscriminatorLoss
-from ..train import log_density_ratio, pretrain_discriminator
+from ..train import fit_ratio_temperature, log_density_ratio, pretrain_discriminator
 
 __all__ = ["Algorithm", "Learner", "AlgorithmError", "register", "get_algorithm", "ALGORITHMS", "check_positive"]
 
@@ -42,6 +42,7 @@ class Learner:
     losses: dict[str, torch.nn.Module] = field(default_factory=dict)
     discriminator_loss: DiscriminatorLoss | None = None
     correction: torch.nn.Module | None = None
+    info: dict = field(default_factory=dict)  # what preparing the data fitted (e.g. the ratio's temperature)
 
     def state_dict(self) -> dict:
         """Networks, loss modules and the update's optimiser/schedule states (a checkpoint's training part)."""
@@ -131,11 +132,30 @@ class Algorithm:
                                       steps=cfg.budget.discriminator_steps, batch_size=cfg.algo.batch_size,
                                       lr=cfg.algo.discriminator_lr, generator=generator, device=device)
 
-    def prepare_union(self, cfg, learner: Learner, union: TensorDictBase, device) -> TensorDictBase:
-        """The union as the update samples it: with the frozen discriminator's ``log_density_ratio`` if used."""
+    def prepare_union(self, cfg, learner: Learner, union: TensorDictBase, device,
+                      expert: TensorDictBase | None = None) -> TensorDictBase:
+        """The union as the update samples it: with the frozen discriminator's ``log_density_ratio`` if used.
+
+        ``algo.density_ratio_temperature``: the logit's temperature, a number or ``auto`` — fitted by
+        :func:`~torchrl_rgm.train.fit_ratio_temperature` on the union and ``expert`` (``D^E``; absorbing
+        self-loops left out), stored in ``learner.info["density_ratio_temperature"]``."""
         if learner.discriminator_loss is not None:
+            temperature = cfg.algo.get("density_ratio_temperature", 1.0)
+            if temperature == "auto":
+                if expert is None:
+                    raise ValueError("density_ratio_temperature=auto fits the ratio on the expert's data: pass expert=.")
+                raw_union = log_density_ratio(learner.discriminator_loss, union, device=device)
+                raw_expert = log_density_ratio(learner.discriminator_loss, expert, device=device)
+                temperature = fit_ratio_temperature(raw_union[_real_rows(union)], raw_expert[_real_rows(expert)])
+            learner.info["density_ratio_temperature"] = float(temperature)
             union.set("log_density_ratio", log_density_ratio(learner.discriminator_loss, union, device=device,
-                                                             normalize=cfg.algo.normalize_density_ratio))
+                                                             normalize=cfg.algo.normalize_density_ratio,
+                                                             temperature=float(temperature)))
+        return union
+
+    def training_set(self, cfg, data, union: TensorDictBase) -> TensorDictBase:
+        """The rows the update samples from, given the prepared ``union`` (:meth:`prepare_union`): the union itself
+        by default; e.g. the expert's transitions alone for ``bc_expert``. Diagnostics still read the union."""
         return union
 
     def seen_reward(self, data, union: TensorDictBase) -> torch.Tensor:
@@ -146,6 +166,13 @@ class Algorithm:
                            device) -> torch.Tensor | None:
         """Per transition of ``union``, the weight policy extraction gives it (``None``: no such weight)."""
         return None
+
+
+def _real_rows(td: TensorDictBase) -> torch.Tensor:
+    """Rows of ``td`` that are not absorbing self-loops."""
+    if "absorbing" not in td.keys():
+        return torch.ones(td.shape[0], dtype=torch.bool)
+    return ~td.get("absorbing").reshape(-1).bool()
 
 
 #: Every registered algorithm by name (``algo.name``).

@@ -20,7 +20,7 @@ class SMODICE(RGM):
     def seen_reward(self, data, union):
         return union.get("log_density_ratio")
 
-    def prepare_union(self, cfg, learner, union, device):
-        union = super().prepare_union(cfg, learner, union, device)
+    def prepare_union(self, cfg, learner, union, device, expert=None):
+        union = super().prepare_union(cfg, learner, union, device, expert=expert)
         union.set(("next", "reward"), union.get("log_density_ratio").clone())
         return union
