@@ -34,10 +34,26 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import run_recipe, run_recipe_group  # noqa: E402
 from torchrl_rgm.algorithms import ALGORITHMS  # noqa: E402
 
-#: The single-task algorithms the grid compares (the registry's, less the data-sharing variants).
-ALGOS = ("rgm", "smodice", "dwbc", "bc", "iql", "td3bc")
+#: Named configurations of a registered algorithm the grid can run beside it: ``name -> (algorithm, overrides)``.
+#: ``rgm_calibrated``: the discriminator's temperature fitted by maximum likelihood and an absorbing state that lasts
+#: (README, "Why RGM's weights missed the expert").
+ALGO_VARIANTS = {
+    "rgm_calibrated": ("rgm", ["algo.density_ratio_temperature=auto", "data.terminal_absorbing_loop=false"]),
+}
+#: The single-task algorithms the grid compares (the registry's, less the data-sharing variants, and the variants).
+#: The deciding grid's six (the quick, paper-protocol and full presets).
+DECIDING_ALGOS = ("rgm", "smodice", "dwbc", "bc", "iql", "td3bc")
+ALGOS = ("rgm", "rgm_calibrated", "smodice", "dwbc", "bc", "bc_expert", "iql", "td3bc", "seabo_iql", "seabo_td3bc",
+         "otr_iql")
+
+
+def base_algo(name: str) -> str:
+    """The registered algorithm a grid algorithm runs (itself, or a variant's)."""
+    return ALGO_VARIANTS[name][0] if name in ALGO_VARIANTS else name
+
+
 #: Those that ignore the dataset's reward: one run per environment and dataset suffices.
-REWARD_AGNOSTIC = tuple(a for a in ALGOS if not ALGORITHMS[a].reads_reward)
+REWARD_AGNOSTIC = tuple(a for a in ALGOS if not ALGORITHMS[base_algo(a)].reads_reward)
 from torchrl_rgm.report import save_figure, write_json  # noqa: E402
 
 COLUMNS = ["env", "dataset", "reward", "algo", "seed", "final_score", "best_score", "wall_s", "status", "error"]
@@ -50,16 +66,24 @@ ANY = "any"  # reward column of the algorithms that ignore the reward
 GRIDS = {
     # ~2 h on this 2-core machine (2 runs at a time, one thread each); budgets in README.
     "quick": dict(envs=["hopper", "walker2d"], datasets=["medium-replay"], rewards=["true", "negated", "partial", "zero"],
-                  algos=list(ALGOS), seeds=3, updates=8000, eval_every=4000, eval_episodes=10,
+                  algos=list(DECIDING_ALGOS), seeds=3, updates=8000, eval_every=4000, eval_episodes=10,
                   discriminator_steps=1000, skip=[["iql", "zero"], ["td3bc", "zero"]]),
     # The deciding grid (README, "When the correction pays"): the authors' protocol (protocol=paper: D = D^O, Δr at
     # 0 with their absolute learning rate, done = 1 on terminals) on D4RL-style medium-replay, 3x the quick budget.
     "paper_protocol": dict(envs=["hopper", "halfcheetah", "walker2d"], datasets=["medium-replay"],
-                           rewards=["true", "partial", "zero", "negated"], algos=list(ALGOS), seeds=3, updates=24000,
+                           rewards=["true", "partial", "zero", "negated"], algos=list(DECIDING_ALGOS), seeds=3, updates=24000,
                            eval_every=4000, eval_episodes=10, discriminator_steps=1000,
                            skip=[["iql", "zero"], ["td3bc", "zero"]], overrides=["protocol=paper"]),
     # The paper's MuJoCo grid (1M updates, 5 seeds): for a cluster (--address).
-    "full": dict(envs=list(ENVS), datasets=list(DATASETS), rewards=list(REWARDS), algos=list(ALGOS), seeds=5,
+    # RGM against what a user tries first with one expert trajectory (README, "Which method when"): the default
+    # protocol (D = D^O ∪ D^E, so every method holds the trajectory), BC on it alone, rewards labelled from it
+    # (SEABO, OTR) for offline RL, the deciding grid's budget.
+    "expert_baselines": dict(envs=["hopper", "halfcheetah", "walker2d"], datasets=["medium-replay"],
+                             rewards=["true", "negated", "partial", "zero"],
+                             algos=["rgm", "rgm_calibrated", "bc", "bc_expert", "iql", "td3bc", "seabo_iql", "otr_iql"],
+                             seeds=3, updates=24000, eval_every=4000, eval_episodes=10, discriminator_steps=1000,
+                             skip=[["iql", "zero"], ["td3bc", "zero"]]),
+    "full": dict(envs=list(ENVS), datasets=list(DATASETS), rewards=list(REWARDS), algos=list(DECIDING_ALGOS), seeds=5,
                  updates=1_000_000, eval_every=5000, eval_episodes=10, discriminator_steps=2000),
 }
 
@@ -138,10 +162,11 @@ def recipe_overrides(cell: Cell, spec: dict) -> list[str]:
     reward = "true" if cell.reward == ANY else cell.reward  # ignored by these algorithms
     return [
         f"env={cell.env}", f"dataset={cell.dataset.replace('-', '_')}",
-        f"reward={'true_reward' if reward == 'true' else reward}", f"algo={cell.algo}", f"seed={cell.seed}",
+        f"reward={'true_reward' if reward == 'true' else reward}", f"algo={base_algo(cell.algo)}", f"seed={cell.seed}",
         f"budget.updates={spec['updates']}", f"eval.every={spec['eval_every']}",
         f"eval.episodes={spec['eval_episodes']}", f"checkpoint_every={spec['eval_every']}",
         f"budget.discriminator_steps={spec['discriminator_steps']}", *spec.get("overrides", []),
+        *ALGO_VARIANTS.get(cell.algo, ("", []))[1],
     ]
 
 
@@ -176,7 +201,7 @@ def pack_cells(cells: list[Cell], runs_per_process: int) -> list[list[Cell]]:
         return [[c] for c in cells]
     groups, open_groups = [], {}
     for c in cells:
-        if c.algo not in VECTORIZABLE:
+        if base_algo(c.algo) not in VECTORIZABLE:
             groups.append([c])
             continue
         key = (c.env, c.dataset, c.reward, c.algo)
@@ -534,29 +559,35 @@ def diagnostics(rows: list[dict], out_dir: Path) -> str:
     acc: dict[tuple, list] = {}
     nan = float("nan")
     for r in rows:
-        if r["status"] != "ok" or r["algo"] in ("iql", "td3bc"):
+        if r["status"] != "ok" or base_algo(r["algo"]) in ("iql", "td3bc"):
             continue
         run_dir = out_dir / Cell(r["env"], r["dataset"], r["reward"], r["algo"], int(r["seed"])).name
         if not (run_dir / "summary.json").exists():
             continue
         summary = json.loads((run_dir / "summary.json").read_text())
         ratio = nan
-        if r["algo"] in ("rgm", "smodice") and (run_dir / "checkpoint.pt").exists():
+        if base_algo(r["algo"]) in ("rgm", "smodice") and (run_dir / "checkpoint.pt").exists():
             last = torch.load(run_dir / "checkpoint.pt", weights_only=True)["history"][-1]
             ratio = last.get("weight_expert", nan) / max(last.get("weight_union", nan), 1e-12)
         get = lambda k: nan if summary.get(k) is None else float(summary[k])  # noqa: E731
         acc.setdefault((r["env"], r["dataset"], r["reward"], r["algo"]), []).append((
             get("top_decile_weight_share"), get("top_decile_data_share"), ratio, get("spearman_seen_vs_true"),
-            get("spearman_corrected_vs_true"), get("spearman_correction_vs_true")))
+            get("spearman_corrected_vs_true"), get("spearman_correction_vs_true"), get("expert_weight_share"),
+            get("weight_ess_fraction"), get("discriminator_expert_rho"), get("correction_saturated"),
+            get("correction_target_outside_bound")))
     if not acc:
         return ""
     lines = ["", "Diagnostics at the end of training (mean over seeds): share of the policy's weight on D^O's top-decile "
              "episodes by true return (data share: uniform weights, as BC), expert/union visitation-weight ratio, and "
              "Spearman correlations with the true reward of the reward seen (r~) and corrected (r~ + Δr) on the union, "
-             "and of Δr alone on D^O:", "",
+             "and of Δr alone on D^O; the expert's share of the extraction weight and the weights' effective sample "
+             "size over the union's size; the discriminator's ρ on the expert over the exact ratio's (1 = "
+             "calibrated); Δr's share of rows at its bound and the share whose optimum lies beyond it "
+             "(torchrl_rgm.diagnostics):", "",
              "| env | dataset | reward | algo | top-decile weight | data share | weight ratio | Spearman r~ "
-             "| Spearman r~ + Δr | Spearman Δr (D^O) |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| Spearman r~ + Δr | Spearman Δr (D^O) | expert weight share | ESS | ρ calibration | Δr at bound "
+             "| Δr* beyond bound |",
+             "|---|---|---|---|" + "---:|" * 11]
     for (env, dataset, reward, algo), vals in sorted(acc.items()):
         arr = np.array(vals, dtype=float)
         m = [float(np.mean(c[np.isfinite(c)])) if np.isfinite(c).any() else np.nan for c in arr.T]
@@ -651,6 +682,9 @@ def main(argv=None) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="the ~2 h grid for this machine (default)")
     g.add_argument("--full", action="store_true", help="the paper-sized grid (for a cluster)")
+    g.add_argument("--expert-baselines", action="store_true",
+                   help="RGM against BC on the expert trajectory and SEABO/OTR-labelled offline RL, default protocol "
+                        "(results/expert_baselines.*)")
     g.add_argument("--paper-protocol", action="store_true",
                    help="the authors' protocol on D4RL-style medium-replay, 3 envs x 4 rewards x 6 algorithms x 3 seeds "
                         "(results/paper_protocol.*)")
@@ -677,9 +711,10 @@ def main(argv=None) -> None:
     p.add_argument("--report-only", action="store_true", help="rewrite the table and plot from the CSV")
     args = p.parse_args(argv)
 
-    preset = "full" if args.full else "paper_protocol" if args.paper_protocol else "quick"
+    preset = ("full" if args.full else "paper_protocol" if args.paper_protocol
+              else "expert_baselines" if args.expert_baselines else "quick")
     spec = dict(GRIDS[preset])
-    stem = "paper_protocol" if preset == "paper_protocol" else "imperfect_rewards"
+    stem = preset if preset in ("paper_protocol", "expert_baselines") else "imperfect_rewards"
     args.csv = args.csv or ROOT / "benchmarks" / "results" / f"{stem}.csv"
     args.out_dir = args.out_dir or ROOT / "outputs" / stem
     for key in ("envs", "datasets", "rewards", "algos", "seeds", "updates", "eval_every", "eval_episodes",
