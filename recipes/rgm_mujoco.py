@@ -71,7 +71,8 @@ class Run:
         self.union = self.algorithm.prepare_union(cfg, learner, data.union.to_tensordict(), device,
                                                  expert=data.expert)
         self.pretrain_s = time.time() - t_pretrain  # the discriminator's pre-training + the union's log-ratio
-        self.buffer = UnionReplayBuffer(self.algorithm.training_set(cfg, data, self.union), data.initial_observation,
+        self.buffer = UnionReplayBuffer(self.algorithm.training_set(cfg, data, self.union, learner=learner),
+                                        data.initial_observation,
                                         cfg.algo.batch_size, seed=cfg.seed, device=device)
         self.logger = run.make_logger(cfg, self.run_dir, resumed_at=state["step"] if state is not None else None)
         self.policy = make_policy_fn(learner.actor, data.normalize_observation, device)

@@ -153,9 +153,10 @@ class Algorithm:
                                                              temperature=float(temperature)))
         return union
 
-    def training_set(self, cfg, data, union: TensorDictBase) -> TensorDictBase:
+    def training_set(self, cfg, data, union: TensorDictBase, learner: Learner | None = None) -> TensorDictBase:
         """The rows the update samples from, given the prepared ``union`` (:meth:`prepare_union`): the union itself
-        by default; e.g. the expert's transitions alone for ``bc_expert``. Diagnostics still read the union."""
+        by default; e.g. the expert's transitions alone for ``bc_expert``, or the union with labelled rewards for
+        ``seabo_iql``. Diagnostics still read the union. ``learner.info`` takes what the step reports."""
         return union
 
     def seen_reward(self, data, union: TensorDictBase) -> torch.Tensor:

@@ -25,7 +25,7 @@ class BCExpert(BC):
 
     name = "bc_expert"
 
-    def training_set(self, cfg, data, union: TensorDictBase) -> TensorDictBase:
+    def training_set(self, cfg, data, union: TensorDictBase, learner=None) -> TensorDictBase:
         """The union's expert rows (``is_expert``), or ``D^E`` itself where the union leaves the expert out
         (``dataset.add_expert_to_union=false``, the authors' protocol); absorbing self-loops dropped."""
         flags = union.get("is_expert").reshape(-1).bool() if "is_expert" in union.keys() else None
