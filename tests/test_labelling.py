@@ -84,3 +84,15 @@ def test_episode_slices_keep_row_order_and_the_return_range_scale_is_iqls():
     reward = np.array([1.0, 2.0, 1.0, 2.0, 2.0, 0.5])  # returns: 2, 6, 0.5
     assert labelling.return_range_scale(reward, episode) == pytest.approx(1000 / 5.5)
     assert labelling.return_range_scale(np.ones(4), np.arange(4)) == 1.0
+
+
+def test_otr_falls_back_to_the_log_domain_where_the_kernel_underflows():
+    """With ε tiny, exp(-C/ε) underflows to 0 in the scaling form; the costs still equal the log-domain solver's."""
+    rng = np.random.default_rng(6)
+    episode, expert = rng.normal(size=(9, 4)), rng.normal(size=(11, 4))
+    costs = labelling.otr_step_costs(episode, expert, epsilon=1e-4, iterations=200)
+    cost = labelling._cosine_cost(episode, expert)
+    plan = ot.sinkhorn(np.full(9, 1 / 9), np.full(11, 1 / 11), cost, 1e-4, method="sinkhorn_log", numItermax=200,
+                       stopThr=1e-9, warn=False)
+    assert np.isfinite(costs).all()
+    np.testing.assert_allclose(costs, 9 * (plan * cost).sum(1), rtol=1e-6)

@@ -5,7 +5,7 @@ rewards, computed on raw (un-standardised) observations as the papers do.
   (:class:`scipy.spatial.cKDTree`) of the expert's transitions; with ``d`` the distance to the ``k``-th nearest
   one, ``r = alpha * exp(-beta * d / action_dim)`` (the paper's MuJoCo setting: ``alpha = 1, beta = 0.5, k = 1``).
 - :func:`otr_rewards` (Luo et al., ICLR 2023): each episode is aligned with the expert's trajectory by entropic
-  optimal transport (POT's :func:`ot.sinkhorn`, cosine cost, uniform marginals); step ``i``'s cost is the mean cost
+  optimal transport (POT's :func:`ot.sinkhorn`, cosine cost, uniform marginals; ~40 s for hopper's 244k rows); step ``i``'s cost is the mean cost
   of the mass it sends, ``c_i = n * sum_j P_ij C_ij``, and ``r_i = alpha * exp(-beta * c_i / obs_dim)`` (the paper's
   MuJoCo setting: ``alpha = beta = 5, epsilon = 0.01``, 100 Sinkhorn iterations). For an episode and an expert of
   1,000 steps this is the authors' ``alpha * exp(-beta * 1000 / obs_dim * sum_j P_ij C_ij)``; for shorter episodes
@@ -15,6 +15,8 @@ rewards, computed on raw (un-standardised) observations as the papers do.
   multiplies the labels by before offline RL on MuJoCo.
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import ot
@@ -65,8 +67,14 @@ def otr_step_costs(obs: np.ndarray, expert_obs: np.ndarray, *, epsilon: float = 
     cost = _cosine_cost(obs, expert_obs)
     a = np.full(obs.shape[0], 1.0 / obs.shape[0])
     b = np.full(expert_obs.shape[0], 1.0 / expert_obs.shape[0])
-    plan = ot.sinkhorn(a, b, cost, epsilon, method="sinkhorn_log", numItermax=iterations, stopThr=1e-9,
-                       warn=False)  # the authors stop at 100 iterations, converged or not
+    # the authors stop at 100 iterations, converged or not; the scaling form is ~20x faster than the log-domain one
+    # and equal to it (to 1e-14 on hopper's episodes) while exp(-C / epsilon) stays normal — else the log domain.
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan = ot.sinkhorn(a, b, cost, epsilon, method="sinkhorn", numItermax=iterations, stopThr=1e-9, warn=False)
+    if not np.isfinite(plan).all() or abs(plan.sum() - 1.0) > 1e-6:
+        plan = ot.sinkhorn(a, b, cost, epsilon, method="sinkhorn_log", numItermax=iterations, stopThr=1e-9,
+                           warn=False)
     return obs.shape[0] * np.einsum("ij,ij->i", plan, cost)
 
 
