@@ -33,6 +33,7 @@ from torchrl_rgm.modules import (
     make_value_network,
 )
 from torchrl_rgm.objectives import RGMLoss
+from torchrl_rgm.config import cpu_description
 from torchrl_rgm.report import write_json
 from torchrl_rgm.baselines import IQLUpdate, TD3BCUpdate, WeightedBCUpdate, make_qvalue_network
 from torchrl_rgm.train import BCUpdate, RGMUpdate
@@ -180,21 +181,6 @@ def precompute_log_ratio(data: TensorDict, device) -> TensorDict:
 def make_batches(data: TensorDict, device, count: int = 8, seed: int = 1) -> list[TensorDict]:
     g = torch.Generator(device=device).manual_seed(seed)
     return [data[torch.randint(data.shape[0], (BATCH,), generator=g, device=device)] for _ in range(count)]
-
-
-def cpu_description() -> str:
-    """The CPU a figure was measured on, and torch's kernel capability there."""
-    import platform
-
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def time_updates(step, batches, steps: int, device) -> float:

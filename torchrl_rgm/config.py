@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from .data.pipeline import REWARD_SCALINGS
 
 __all__ = ["ConfigError", "DOMAINS", "PRECISIONS", "domain", "run_name", "choice", "check_run_fields",
-           "cpu_has_native_bf16", "resolve_precision"]
+           "cpu_description", "cpu_has_native_bf16", "resolve_precision"]
 
 #: What a recipe learns from: Minari locomotion datasets, robomimic files, or other tasks' shared data.
 DOMAINS = ("mujoco", "robomimic", "datasharing")
@@ -59,6 +59,22 @@ def check_run_fields(cfg: DictConfig) -> None:
         raise ConfigError(f"budget.discriminator_steps must be ≥ 0, got {cfg.budget.discriminator_steps}.")
     if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={cfg.device} but CUDA is not available; use device=cpu.")
+
+
+def cpu_description() -> str:
+    """The CPU a figure was measured on (``/proc/cpuinfo``'s model name) and torch's kernel capability there."""
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:

@@ -17,7 +17,7 @@ import torch  # noqa: E402
 
 from .algorithms import Algorithm, Learner  # noqa: E402
 from .atomic import atomic_path  # noqa: E402
-from .config import domain, run_name  # noqa: E402
+from .config import cpu_description, domain, run_name  # noqa: E402
 from .data.sharing import TARGET_REWARD, per_source_means  # noqa: E402
 from .diagnostics import (correction_gap_diagnostics, correction_rank_correlation, discriminator_calibration,  # noqa: E402
                           expert_weight_share, top_decile_weight_share, transition_diagnostics)  # noqa: E402
@@ -194,6 +194,8 @@ def report(cfg, source, data, algorithm: Algorithm, learner: Learner, union, his
         "updates": final.get("step"),
         # what the update ran in (precision=auto resolves per machine; only RGM/SMODICE's update uses bf16)
         "precision": "bfloat16" if getattr(learner.update, "autocast_dtype", None) == torch.bfloat16 else "float32",
+        "torch_threads": torch.get_num_threads(),  # what training ran with (OMP_NUM_THREADS, else every core)
+        "cpu": cpu_description(),
         "run_dir": str(run_dir),
         "peak_memory_mb": peak_memory_mb(device),
         **(extra or {}),
@@ -251,7 +253,7 @@ def format_summary(s: dict) -> str:
         f"union data's score      {f(s['union_normalized_score'])}",
         f"expert data's score     {f(s['expert_normalized_score'])}",
         f"wall time               {f(s['wall_time_s'], '.0f')} s   ({f(s['updates_per_s'])} updates/s, "
-        f"{s.get('precision', 'float32')})",
+        f"{s.get('precision', 'float32')}, {s.get('torch_threads', '?')} threads)",
         *([f"discriminator, memory   {f(s['discriminator_s'])} s pre-training, peak {f(s['peak_memory_mb'], '.0f')} MiB"]
           if s.get("discriminator_s") is not None else []),
     ]

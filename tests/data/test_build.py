@@ -5,6 +5,7 @@ from pathlib import Path
 import minari
 import numpy as np
 import pytest
+import torch
 
 from torchrl_rgm.generation import build as build_mod
 from torchrl_rgm.generation.behaviour import POLICY_DIR, evaluate, load_policy
@@ -119,7 +120,9 @@ def test_tasks_flag_skips_tasks_without_policies_and_refuses_existing(monkeypatc
 def test_namespace_keeps_small_builds_apart(monkeypatch):
     """``namespace="rgm-<name>"`` (the tutorials' ``rgm-tutorial``) writes ``rgm-<name>/<env>/<level>-v0``,
     never the default ``rgm/...`` ids; a hub namespace is refused before any rollout."""
+    torch.set_num_threads(2)
     built = build_mod.build_env("hopper", levels=["random"], scale=0.005, namespace="rgm-small")
+    assert torch.get_num_threads() == 2  # the build's one thread is its own: the caller (a run) keeps its count
     assert list(built) == ["rgm-small/hopper/random-v0"] and built["rgm-small/hopper/random-v0"]["steps"] >= 500
     local = minari.list_local_datasets()
     assert "rgm-small/hopper/random-v0" in local and "rgm/hopper/random-v0" not in local

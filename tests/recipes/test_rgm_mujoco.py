@@ -1,6 +1,7 @@
 """The recipe the user runs, run for real in a subprocess on tiny local datasets (CleanRL style)."""
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -50,6 +51,18 @@ def test_smoke_run_writes_every_output(env):
     assert csvs and any("normalized_score" in p.name for p in csvs)
     policy = torch.load(run_dir / "policy.pt", weights_only=True)
     assert "actor" in policy and policy["obs_mean"].shape == (11,)
+
+
+def test_a_run_that_builds_its_datasets_trains_with_the_threads_the_environment_asks_for(tmp_path):
+    """A fresh machine: the recipe builds its datasets in its own process (one thread each), then trains with
+    OMP_NUM_THREADS, not the build's one thread."""
+    environ = dict(os.environ, MINARI_DATASETS_PATH=str(tmp_path / "minari"), TORCHRL_RGM_CACHE=str(tmp_path / "cache"),
+                   OMP_NUM_THREADS="2")
+    out = run(environ, f"run_dir={tmp_path / 'run'}", "dataset.namespace=rgm-threads", "dataset.build_scale=0.005",
+              "budget.updates=20", "eval.every=20", "eval.episodes=1")
+    assert "building ['rgm-threads/hopper/expert-v0', 'rgm-threads/hopper/medium-replay-v0']" in out.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["torch_threads"] == 2 and "2 threads" in out.stdout
 
 
 def test_sigkill_then_resume_equals_uninterrupted(env):

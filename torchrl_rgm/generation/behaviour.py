@@ -17,6 +17,7 @@ from the first snapshot's to medium's; rolled out with their exploration noise t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -35,7 +36,7 @@ from ..train import save_checkpoint as atomic_save
 from .tasks import TASKS, env_names, make_env
 
 __all__ = ["POLICY_DIR", "DEFAULT_WORKDIR", "BUDGETS", "policy_dir_name", "has_shipped_policies", "TD3",
-           "policy_action", "evaluate", "train", "export", "load_policy", "main"]
+           "torch_threads", "policy_action", "evaluate", "train", "export", "load_policy", "main"]
 
 #: Where the shipped behaviour policies live (``policies/<env or task>/{expert,medium,replay_<k>}.pt``
 #: next to this module).
@@ -146,6 +147,18 @@ def evaluate(actor, env_name: str, episodes: int = 10, seed: int = 10_000) -> li
                            seed=seed).tolist()
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch threads, then give the caller back the count it had (also on error): a dataset
+    built inside a training run must not leave the run on one core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train(env_name: str, workdir: Path, total_steps: int, eval_every: int, seed: int,
           start_steps: int = 10_000, batch_size: int = 256, exploration: float = 0.1,
           checkpoint_every: int = 50_000) -> None:
@@ -157,8 +170,14 @@ def train(env_name: str, workdir: Path, total_steps: int, eval_every: int, seed:
     ``checkpoint_every`` steps the full state (networks, optimisers, replay buffer, RNG) goes to
     ``workdir/state.pt``, from which a later call resumes.
     """
+    with torch_threads(1):  # one core each: two environments can train side by side
+        _train(env_name, workdir, total_steps, eval_every, seed, start_steps, batch_size, exploration,
+               checkpoint_every)
+
+
+def _train(env_name, workdir, total_steps, eval_every, seed, start_steps, batch_size, exploration,
+           checkpoint_every) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)  # one core each: two environments can train side by side
     env = make_env(env_name)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     agent = TD3(obs_dim, act_dim)

@@ -38,7 +38,7 @@ from minari.data_collector import EpisodeBuffer
 from tqdm import tqdm
 
 from ..data.pipeline import DatasetError
-from .behaviour import POLICY_DIR, has_shipped_policies, load_policy, policy_action, policy_dir_name
+from .behaviour import POLICY_DIR, has_shipped_policies, load_policy, policy_action, policy_dir_name, torch_threads
 from .tasks import ENVS, TASKS, env_id, env_names, make_env
 
 __all__ = ["LEVELS", "TASK_LEVELS", "DEFAULT_STEPS", "INFO_KEYS", "WARMUP_STEPS", "REPLAY_PROPORTIONS",
@@ -250,7 +250,11 @@ def build_env(env_name: str, levels=LEVELS, scale: float = 1.0, seed: int = 0, n
     """
     if not is_local_namespace(namespace):
         raise ValueError(f"namespace {namespace!r}: datasets built here go to 'rgm' or 'rgm-<name>'.")
-    torch.set_num_threads(1)
+    with torch_threads(1):  # the policies are small: one thread each; the caller's count is given back
+        return _build_env(env_name, levels, scale, seed, noise, overwrite, namespace, replay_proportions)
+
+
+def _build_env(env_name, levels, scale, seed, noise, overwrite, namespace, replay_proportions) -> dict:
     steps = {k: max(1, int(v * scale)) for k, v in DEFAULT_STEPS.items()}
     ref_min, ref_max = reference_scores(env_name, seed)
     replay_sources, replay_steps = replay_plan(env_name, noise, replay_proportions)
