@@ -36,7 +36,7 @@ from torchrl_rgm.algorithms import ALGORITHMS  # noqa: E402
 
 #: Named configurations of a registered algorithm the grid can run beside it: ``name -> (algorithm, overrides)``.
 #: ``rgm_calibrated``: the discriminator's temperature fitted by maximum likelihood and an absorbing state that lasts
-#: (README, "Why RGM's weights missed the expert").
+#: (docs/results.md, "Why RGM's weights missed the expert").
 ALGO_VARIANTS = {
     "rgm_calibrated": ("rgm", ["algo.density_ratio_temperature=auto", "data.terminal_absorbing_loop=false"]),
 }
@@ -64,18 +64,18 @@ REWARDS = ("true", "partial", "negated", "zero", "sparse", "noisy", "other_task"
 ANY = "any"  # reward column of the algorithms that ignore the reward
 
 GRIDS = {
-    # ~2 h on this 2-core machine (2 runs at a time, one thread each); budgets in README.
+    # ~2 h on this 2-core machine (2 runs at a time, one thread each); budgets in docs/results.md.
     "quick": dict(envs=["hopper", "walker2d"], datasets=["medium-replay"], rewards=["true", "negated", "partial", "zero"],
                   algos=list(DECIDING_ALGOS), seeds=3, updates=8000, eval_every=4000, eval_episodes=10,
                   discriminator_steps=1000, skip=[["iql", "zero"], ["td3bc", "zero"]]),
-    # The deciding grid (README, "When the correction pays"): the authors' protocol (protocol=paper: D = D^O, Δr at
+    # The deciding grid (docs/results.md, "When the correction pays"): the authors' protocol (protocol=paper: D = D^O, Δr at
     # 0 with their absolute learning rate, done = 1 on terminals) on D4RL-style medium-replay, 3x the quick budget.
     "paper_protocol": dict(envs=["hopper", "halfcheetah", "walker2d"], datasets=["medium-replay"],
                            rewards=["true", "partial", "zero", "negated"], algos=list(DECIDING_ALGOS), seeds=3, updates=24000,
                            eval_every=4000, eval_episodes=10, discriminator_steps=1000,
                            skip=[["iql", "zero"], ["td3bc", "zero"]], overrides=["protocol=paper"]),
     # The paper's MuJoCo grid (1M updates, 5 seeds): for a cluster (--address).
-    # RGM against what a user tries first with one expert trajectory (README, "Which method when"): the default
+    # RGM against what a user tries first with one expert trajectory (docs/results.md, "Which method when"): the default
     # protocol (D = D^O ∪ D^E, so every method holds the trajectory), BC on it alone, rewards labelled from it
     # (SEABO, OTR) for offline RL, the deciding grid's budget.
     "expert_baselines": dict(envs=["hopper", "halfcheetah", "walker2d"], datasets=["medium-replay"],
@@ -142,7 +142,7 @@ def make_cells(envs, datasets, rewards, algos, seeds: int, skip=()) -> list[Cell
     return cells
 
 
-# Within a seed, the runs the deciding targets compare come first (README, "When does the correction pay?").
+# Within a seed, the runs the deciding targets compare come first (docs/results.md, "When does the correction pay?").
 _ALGO_ORDER = ("rgm", "smodice", "dwbc", "td3bc", "iql", "bc")
 _REWARD_ORDER = ("partial", "zero", "true", "negated")
 
@@ -405,7 +405,7 @@ def _best_per_seed_gap(rows: list[dict], reward: str, others: tuple) -> tuple[fl
 
 
 def decision_lines(summary: dict, rows: list[dict] | None = None) -> list[str]:
-    """The deciding grid's targets (README, "When the correction pays"), mean over tasks and seeds; with ``rows``,
+    """The deciding grid's targets (docs/results.md, "When the correction pays"), mean over tasks and seeds; with ``rows``,
     each gap over the tasks and seeds both sides have runs of (the number of tasks is printed)."""
     def mean(reward, algo):
         return summary[(reward, algo)]["mean"] if (reward, algo) in summary else None

@@ -1,4 +1,4 @@
-"""One long run's learning curve and table (README, "One long run"), from the run directory the recipe wrote.
+"""One long run's learning curve and table (docs/results.md, "One long run"), from the run directory the recipe wrote.
 
     python recipes/rgm_mujoco.py protocol=paper budget.updates=250000 eval.every=5000 checkpoint_every=5000 \
         run_dir=outputs/long_run/hopper-medium-replay-partial-paper-s0      # ≈ 20-80 min on one CPU thread

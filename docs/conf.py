@@ -26,9 +26,11 @@ extensions = [
     "sphinx.ext.viewcode",
     "sphinx_gallery.gen_gallery",
     "sphinx-mathjax-offline",  # MathJax 3 copied into _static/mathjax: equations render without the network
+    "myst_parser",  # the Results and Design notes pages are Markdown (moved from the README as they were)
 ]
+myst_heading_anchors = 3  # "#the-deciding-grid..." links inside a page resolve as on GitHub
 
-exclude_patterns = ["_build", "tutorials/README.rst", "**.ipynb_checkpoints"]
+exclude_patterns = ["_build", "README.md", "tutorials/README.rst", "**.ipynb_checkpoints"]  # README.md: for the repository
 templates_path = []
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]

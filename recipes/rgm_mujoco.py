@@ -170,7 +170,7 @@ def train_group(cfg: DictConfig) -> dict:
         return {"runs": {r.cfg.seed: r.finish() for r in runs}}
     first = todo[0].cfg
     # compile: auto compiles a group on CUDA only: on CPU, Inductor's code for the vmap-ed products ran 1.4-2x
-    # slower than eager (benchmarks/update_throughput.py --vectorized; README "Measured")
+    # slower than eager (benchmarks/update_throughput.py --vectorized; docs/results.md "Measured")
     compile = first.compile is True or (first.compile == "auto" and todo[0].device.type == "cuda")
     with run.StopOnInterrupt() as interrupt:
         while todo and not interrupt.requested:

@@ -261,6 +261,9 @@ def format_summary(s: dict) -> str:
         lines.append(f"rank corr. with true r  seen {s['spearman_seen_vs_true']:.3f} → corrected "
                      f"{s['spearman_corrected_vs_true']:.3f}")
     lines.append(f"outputs                 {s['run_dir']}")
+    if "final_success_rate" not in s:
+        lines.append("scores: 0 = a random policy, 100 = the expert policy; union/expert data's score = their own "
+                     "episodes; every method on this setting: docs/results.md (benchmarks/results/*.md)")
     return "\n".join(lines)
 
 

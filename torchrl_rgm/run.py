@@ -207,7 +207,7 @@ def group_configs(cfg: DictConfig) -> list[DictConfig]:
 
 def start_run(cfg: DictConfig, save: bool = True) -> tuple[DictConfig, Path, bool, torch.device]:
     """Check everything that needs no data, claim (or reopen, with ``resume=``) the run directory,
-    seed torch, flush subnormal floats to zero on CPU (:func:`torch.set_flush_denormal`, see the README's
+    seed torch, flush subnormal floats to zero on CPU (:func:`torch.set_flush_denormal`, see the design notes'
     "Decisions") and save the configuration (``save=False``: the caller saves it with :func:`save_config` once
     its own checks pass, e.g. a group's); returns ``(cfg, run_dir, resuming, device)``.
 

@@ -143,5 +143,5 @@ fig.tight_layout()
 #
 # Other signs of trouble, in ``summary.json`` and the logs: ``reward_correction_abs`` stuck at
 # ``res_scale`` (every :math:`\Delta r` saturated — the correction cannot move further, see the
-# README's *Decisions worth knowing*), and a ``weight_union`` that collapses towards 0 (the policy
+# Design notes' *Decisions worth knowing*), and a ``weight_union`` that collapses towards 0 (the policy
 # only clones the expert's few transitions, with the variance that brings).

@@ -78,7 +78,7 @@ summary = train(cfg)
 run_dir, data = Path(summary["run_dir"]), make_source(cfg).load()
 
 # %%
-# Five evaluation episodes measure a success rate only to within tens of points; the README's
+# Five evaluation episodes measure a success rate only to within tens of points; the docs' Results page's
 # benchmark (full files, 20,000 updates, 50 episodes, 3 seeds) puts RGM at 46% and behaviour cloning
 # on the union at 35%. What this small run shows reliably is what RGM learned about the data.
 #

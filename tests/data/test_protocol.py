@@ -1,4 +1,4 @@
-"""The authors' protocol as data options, and D4RL-style medium-replay (README, "The paper's protocol")."""
+"""The authors' protocol as data options, and D4RL-style medium-replay (docs/results.md, "The paper's protocol")."""
 import json
 
 import numpy as np

@@ -36,7 +36,7 @@ SHOTS = DOCS / "_build" / "screenshots"
 TUTORIALS = sorted(p.stem for p in (DOCS / "tutorials").glob("[0-9][0-9]_*.py"))
 # The pages the browser opens: the index, one tutorial, one API page (with the losses' equations).
 PAGES = {"index": "index.html", "tutorial": "auto_tutorials/01_rgm_in_five_minutes.html",
-         "api": "api/objectives.html"}
+         "api": "api/objectives.html", "results": "results.html", "design": "design.html"}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 

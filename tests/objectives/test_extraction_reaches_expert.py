@@ -5,7 +5,7 @@ state 0 for ever; ``D`` holds every (state, action) once, the terminal transitio
 own :func:`~torchrl_rgm.data.absorbing.add_absorbing_states`. BC on the expert always advances, so RGM's
 weighted BC should too: its probability of advancing, and the expert's share of its weight, near 1.
 
-Two things decide it (measured on hopper medium-replay: README, "Why RGM's weights missed the expert"):
+Two things decide it (measured on hopper medium-replay: docs/results.md, "Why RGM's weights missed the expert"):
 
 - **The absorbing state must last for ever** (``data.terminal_absorbing_loop=false``, DAC / ValueDICE). With the
   reference code's self-loop that ends the episode, dying removes the visitation's mass instead of putting it where

@@ -54,7 +54,7 @@ DEFAULT_WORKDIR = Path(os.environ.get("TORCHRL_RGM_CACHE", Path.home() / ".cache
 BUDGETS = {"hopper": 400_000, "walker2d": 500_000, "halfcheetah": 250_000,
            # the data-sharing tasks (run-forward reuses the environments' policies), sized for this machine
            "halfcheetah-run-backward": 120_000, "halfcheetah-jump": 120_000,
-           # not shipped: TD3 settled on throwing itself backward here (return 19; README, data sharing)
+           # not shipped: TD3 settled on throwing itself backward here (return 19; docs/results.md, data sharing)
            "walker2d-run-backward": 200_000}
 
 
