@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import platform
 
 import torch
 from omegaconf import DictConfig
@@ -63,8 +64,6 @@ def check_run_fields(cfg: DictConfig) -> None:
 
 def cpu_description() -> str:
     """The CPU a figure was measured on (``/proc/cpuinfo``'s model name) and torch's kernel capability there."""
-    import platform
-
     name = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:

@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.objectives import BCLoss
 
 from .atomic import atomic_path
+
+# tensordict 0.14.3 (tensordict/utils.py) reads torch._dynamo.config.inline_inbuilt_nn_modules whenever a compiled
+# update traces, and torch 2.13 answers with a FutureWarning naming the reader's install path: noise in every
+# compiled run's output and the docs' executed tutorials, about neither this library nor its user's code.
+warnings.filterwarnings("ignore", message=r"torch\._dynamo\.config\.inline_inbuilt_nn_modules is deprecated",
+                        category=FutureWarning)
 from .objectives import RGMLoss
 
 __all__ = ["RGMUpdate", "BCUpdate", "pretrain_discriminator", "log_density_ratio", "fit_ratio_temperature", "save_checkpoint", "load_checkpoint"]
