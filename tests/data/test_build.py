@@ -24,6 +24,37 @@ def test_same_seed_gives_identical_files(tmp_path, monkeypatch):
     assert build_mod.file_digest(build_tiny(steps=300, seed=4, policy="actor", max_steps=40)) != digests[0]
 
 
+def test_levels_rolled_out_side_by_side_give_the_same_files(tmp_path, monkeypatch):
+    """``jobs=2`` (what a run that builds its datasets uses on two cores) writes the bytes ``jobs=1`` writes."""
+    digests = []
+    for jobs in (1, 2):
+        monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / f"jobs{jobs}"))
+        torch.set_num_threads(2)
+        built = build_mod.build_env("hopper", levels=["random", "expert"], scale=0.004, jobs=jobs)
+        assert torch.get_num_threads() == 2
+        digests.append({k: build_mod.file_digest(Path(v["path"])) for k, v in built.items()})
+    assert list(digests[0]) == ["rgm/hopper/random-v0", "rgm/hopper/expert-v0"] and digests[0] == digests[1]
+
+
+def test_policy_action_is_the_actor_module_s_action():
+    """The per-step fast path (the module on the tensor) gives the TensorDictModule's action, bit for bit."""
+    from tensordict import TensorDict
+
+    from torchrl_rgm.generation.behaviour import _plain, policy_action
+
+    actor = load_policy("hopper", "medium")
+    assert _plain(actor)  # the shipped policies take the fast path
+    obs = np.random.default_rng(0).standard_normal((20, 11)).astype(np.float32)
+    for noise in (0.0, 0.1):
+        fast = [policy_action(actor, o, noise, np.random.default_rng(1)) for o in obs]
+        with torch.no_grad():
+            slow = [actor(TensorDict(observation=torch.as_tensor(o).unsqueeze(0), batch_size=[1]))["action"][0].numpy()
+                    for o in obs]
+        noises = [noise * np.random.default_rng(1).standard_normal(3) if noise else 0.0 for _ in obs]
+        np.testing.assert_array_equal(np.stack(fast), np.clip(np.stack(slow) + np.stack(noises) if noise
+                                                               else np.stack(slow), -1.0, 1.0))
+
+
 def test_existing_dataset_needs_overwrite(tiny):
     with pytest.raises(FileExistsError, match="--overwrite"):
         build_tiny()
@@ -150,6 +181,8 @@ def test_recipe_builds_missing_datasets_in_its_local_namespace(monkeypatch):
             cfg = compose("rgm_mujoco", overrides=[f"dataset.namespace={namespace}", "dataset.build_scale=0.1"])
         assert sources.make_source(cfg).load() == (f"{namespace}/hopper/medium-replay-v0", f"{namespace}/hopper/expert-v0")
         if builds:
-            assert calls == [("hopper", {"levels": ["expert", "medium-replay"], "scale": 0.1, "namespace": namespace})]
+            jobs = min(2, len(os.sched_getaffinity(0)))  # the two levels roll out side by side where there are cores
+            assert calls == [("hopper", {"levels": ["expert", "medium-replay"], "scale": 0.1, "namespace": namespace,
+                                         "jobs": jobs})]
         else:  # a hub namespace downloads through Minari; nothing is built
             assert calls == []

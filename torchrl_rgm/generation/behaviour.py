@@ -131,11 +131,24 @@ class TD3:
         self.opt_critic.load_state_dict(state["opt_critic"])
 
 
+def _plain(actor) -> bool:
+    """Whether ``actor`` is one module reading ``observation`` and writing ``action`` (and nothing else)."""
+    return (type(actor) is TensorDictModule and list(actor.in_keys) == ["observation"]
+            and list(actor.out_keys) == ["action"])
+
+
 @torch.no_grad()
 def policy_action(actor: TensorDictModule, obs: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """The actor's action for one raw observation, plus Gaussian noise of std ``noise``, clipped to ``[-1, 1]``."""
-    out = actor(TensorDict(observation=torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0), batch_size=[1]))
-    action = out["action"].squeeze(0).numpy()
+    """The actor's action for one raw observation, plus Gaussian noise of std ``noise``, clipped to ``[-1, 1]``.
+
+    A plain ``observation -> action`` module is called on the tensor itself: the same computation without a
+    TensorDict per step, which was half of a dataset build's time (the actions are bit-identical; tested).
+    """
+    x = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+    if _plain(actor):
+        action = actor.module(x).squeeze(0).numpy()
+    else:
+        action = actor(TensorDict(observation=x, batch_size=[1]))["action"].squeeze(0).numpy()
     if noise > 0:
         action = action + noise * rng.standard_normal(action.shape)
     return np.clip(action, -1.0, 1.0)

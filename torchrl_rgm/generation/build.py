@@ -24,6 +24,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -241,41 +242,55 @@ def check_targets(envs, levels, overwrite, namespace: str = "rgm") -> None:
 
 
 def build_env(env_name: str, levels=LEVELS, scale: float = 1.0, seed: int = 0, noise: float = 0.1,
-              overwrite: bool = False, namespace: str = "rgm", replay_proportions: str = "training") -> dict:
+              overwrite: bool = False, namespace: str = "rgm", replay_proportions: str = "training",
+              jobs: int = 1) -> dict:
     """Build ``<namespace>/<env_name>/<level>-v0`` for each level; returns what was written.
 
     ``scale`` multiplies the default sizes (``DEFAULT_STEPS``, and ``medium-replay``'s training
     length); ``namespace`` keeps small or experimental builds apart from the default ``rgm`` ones
-    (e.g. the tutorials' ``rgm-tutorial``); ``replay_proportions``: see :func:`replay_plan`.
+    (e.g. the tutorials' ``rgm-tutorial``); ``replay_proportions``: see :func:`replay_plan`. ``jobs`` > 1 rolls
+    the levels out in that many processes at once; each level has its own seed, so the files are the same.
     """
     if not is_local_namespace(namespace):
         raise ValueError(f"namespace {namespace!r}: datasets built here go to 'rgm' or 'rgm-<name>'.")
     with torch_threads(1):  # the policies are small: one thread each; the caller's count is given back
-        return _build_env(env_name, levels, scale, seed, noise, overwrite, namespace, replay_proportions)
+        return _build_env(env_name, levels, scale, seed, noise, overwrite, namespace, replay_proportions, jobs)
 
 
-def _build_env(env_name, levels, scale, seed, noise, overwrite, namespace, replay_proportions) -> dict:
+def _rollout_job(job) -> list[EpisodeBuffer]:
+    with torch_threads(1):
+        return rollouts(*job)
+
+
+def _build_env(env_name, levels, scale, seed, noise, overwrite, namespace, replay_proportions, jobs=1) -> dict:
     steps = {k: max(1, int(v * scale)) for k, v in DEFAULT_STEPS.items()}
     ref_min, ref_max = reference_scores(env_name, seed)
     replay_sources, replay_steps = replay_plan(env_name, noise, replay_proportions)
     if replay_steps is not None:
         steps["medium-replay"] = max(1, int(replay_steps * scale))
-    built, cache = {}, {}
+    built = {}
     plans = {
         "random": [(None, 0.0, 1.0)],
         "medium": [(load_policy(env_name, "medium"), noise, 1.0)],
         "expert": [(load_policy(env_name, "expert"), noise, 1.0)],
         "medium-replay": replay_sources,
     }
-    for level in ("random", "medium", "medium-replay", "expert", "medium-expert"):  # medium-expert reuses two
-        i = LEVELS.index(level)  # the seed of a level does not depend on which others are built
-        if level not in levels and not (level in ("medium", "expert") and "medium-expert" in levels):
-            continue
+    order = ("random", "medium", "medium-replay", "expert", "medium-expert")  # medium-expert reuses two
+    wanted = [lv for lv in order if lv in levels or (lv in ("medium", "expert") and "medium-expert" in levels)]
+    # the seed of a level does not depend on which others are built, nor on where it is rolled out
+    jobs_ = {lv: (env_name, plans[lv], steps[lv], seed + 101 * LEVELS.index(lv), f"{env_name} {lv}")
+             for lv in wanted if lv != "medium-expert"}
+    if jobs > 1 and len(jobs_) > 1:
+        # spawn, not fork: the caller may hold OpenMP or Ray threads, and a forked child inherits their locks
+        with ProcessPoolExecutor(min(jobs, len(jobs_)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            cache = dict(zip(jobs_, pool.map(_rollout_job, jobs_.values())))
+    else:
+        cache = {lv: rollouts(*job) for lv, job in jobs_.items()}
+    for level in wanted:
         if level == "medium-expert":
             episodes = list(cache["medium"]) + list(cache["expert"])
         else:
-            episodes = rollouts(env_name, plans[level], steps[level], seed + 101 * i, f"{env_name} {level}")
-            cache[level] = episodes
+            episodes = cache[level]
         if level not in levels:
             continue
         ds_id = dataset_id(env_name, level, namespace)
@@ -310,7 +325,8 @@ def build_missing(env_name: str, levels, *, scale: float = 1.0, namespace: str =
                                "delete them and run again.")
         if missing:
             log(f"building {ids} (once; python -m torchrl_rgm.generation.build)")
-            build_env(env_name, levels=missing, scale=scale, namespace=namespace)
+            build_env(env_name, levels=missing, scale=scale, namespace=namespace,
+                      jobs=min(len(missing), len(os.sched_getaffinity(0))))
     return ids
 
 
