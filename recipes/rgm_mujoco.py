@@ -11,6 +11,7 @@ recipes/rgm_robomimic.py and recipes/rgm_datasharing.py run this same loop on th
 """
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import time
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 
 from torchrl_rgm import run  # noqa: E402
 from torchrl_rgm.algorithms import get_algorithm  # noqa: E402
+from torchrl_rgm.atomic import DiskFullError  # noqa: E402
 from torchrl_rgm.config import ConfigError  # noqa: E402
 from torchrl_rgm.data import DatasetNotFoundError  # noqa: E402
 from torchrl_rgm.data.pipeline import DatasetError  # noqa: E402
@@ -48,9 +50,14 @@ class Run:
         self.source, self.algorithm = make_source(cfg), get_algorithm(cfg.algo.name)
 
         # 2. Data: D (union, with is_expert), D^E, mu0, statistics; local datasets are built if missing.
-        self.data = data = self.source.load()
-        print(self.source.describe(data))
-        run.check_data(cfg, data)
+        try:
+            self.data = data = self.source.load()
+            print(self.source.describe(data))
+            run.check_data(cfg, data)
+        except Exception:
+            if not resuming:  # stopped before any work: leave no empty run directory behind
+                run.discard_unstarted(self.run_dir)
+            raise
 
         # 3. Networks, losses and the update step of the algorithm (RGM: V, actor, Δr, discriminator).
         self.learner = learner = self.algorithm.build(cfg, data, device)
@@ -110,11 +117,23 @@ class Run:
             run.log_metrics(self.logger, record, self.step)
             self.eval_time += time.time() - t_eval
         if self.checkpoints(self.step):
-            run.save_progress(self.checkpoint, self.learner, self.buffer, self.step, self.history, cfg.budget.updates)
+            self.save()
+
+    def save(self) -> None:
+        """The checkpoint of this update (atomic); a full disk stops the run with how to continue it."""
+        try:
+            run.save_progress(self.checkpoint, self.learner, self.buffer, self.step, self.history,
+                              self.cfg.budget.updates)
+        except DiskFullError as err:
+            raise DiskFullError(err.errno, f"{err.strerror} The run stopped at update {self.step}; once there is "
+                                f"space, continue it from its last checkpoint with resume={self.run_dir}") from err
 
     def interrupted(self) -> str:
+        """Saves the update it stopped at (Ctrl-C, SIGTERM) and says so."""
         saved = torch.load(self.checkpoint, weights_only=True)["step"] if self.checkpoint.exists() else 0
-        return f"interrupted at update {self.step}; continue from the last checkpoint (update {saved})"
+        if saved != self.step:
+            self.save()
+        return f"interrupted at update {self.step}, saved"
 
     def finish(self) -> dict:
         # 6. Report: summary.json (scores, diagnostics), learning curve, reward correction, final policy.
@@ -193,6 +212,8 @@ def train_group(cfg: DictConfig) -> dict:
                     r.after_update(metrics[i])
                 bar.update(1)
             bar.close()
+            if interrupt.requested:
+                group.sync_to_runs()  # each run saves the update it stopped at
             todo = [r for r in todo if not r.done]
     evaluations = sum(r.eval_time for r in trained)
     for r in trained:
@@ -209,6 +230,10 @@ def train_or_exit(cfg: DictConfig) -> dict:
         return train(cfg)
     except (ConfigError, DatasetError, DatasetNotFoundError, SharingError, RobomimicFileError, GroupError) as err:
         sys.exit(f"error: {err}")
+    except OSError as err:  # a full disk (checkpoints, logs, plots): one line, not a writer's traceback
+        if isinstance(err, DiskFullError) or err.errno == errno.ENOSPC:
+            sys.exit(f"error: {err.strerror if isinstance(err, DiskFullError) else err}")
+        raise
 
 
 @hydra.main(config_path="config", config_name="rgm_mujoco", version_base=None)
@@ -218,7 +243,7 @@ def main(cfg: DictConfig) -> dict:
 
 if __name__ == "__main__":
     try:
-        run.check_group_overrides(sys.argv[1:], Path(__file__).parent / "config")
+        run.check_group_overrides(sys.argv[1:], Path(__file__).parent / "config", "rgm_mujoco")
     except ConfigError as err:
         sys.exit(f"error: {err}")
     main()

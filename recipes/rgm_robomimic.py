@@ -32,7 +32,7 @@ def main(cfg: DictConfig) -> dict:
 
 if __name__ == "__main__":
     try:
-        run.check_group_overrides(sys.argv[1:], Path(__file__).parent / "config")
+        run.check_group_overrides(sys.argv[1:], Path(__file__).parent / "config", "rgm_robomimic")
     except ConfigError as err:
         sys.exit(f"error: {err}")
     main()

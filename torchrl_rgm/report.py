@@ -26,7 +26,7 @@ from .train import save_checkpoint  # noqa: E402
 
 __all__ = ["write_json", "save_figure", "plot_learning_curve", "plot_per_source", "plot_reward_correction",
            "rank_correlations", "evaluation_record", "report", "format_summary", "run_diagnostics",
-           "source_diagnostics", "peak_memory_mb"]
+           "source_diagnostics", "peak_memory_mb", "dataset_score"]
 
 
 def write_json(payload: dict, path) -> None:
@@ -153,7 +153,7 @@ def evaluation_record(step: int, returns: np.ndarray, data, metrics: dict) -> di
             "normalized_score_std": float(scores.std()), **metrics}
 
 
-def _dataset_score(data, td) -> float:
+def dataset_score(data, td) -> float:
     """Mean normalised return of the episodes in ``td`` (true rewards, from the raw dataset; with shared
     data, the target task's)."""
     first = td.get("step") == 0
@@ -168,8 +168,8 @@ def report(cfg, source, data, algorithm: Algorithm, learner: Learner, union, his
            updates_per_s: float, run_dir: Path, device, extra: dict | None = None) -> dict:
     """Write summary.json (scores, timing, :func:`run_diagnostics`, per-source means with shared data, ``extra``),
     the plots and the final policy; return the summary. ``updates_per_s`` excludes evaluation time."""
-    union_score = _dataset_score(data, data.union[~data.union["is_expert"].squeeze(-1)])
-    expert_score = _dataset_score(data, data.expert)
+    union_score = dataset_score(data, data.union[~data.union["is_expert"].squeeze(-1)])
+    expert_score = dataset_score(data, data.expert)
     final = history[-1] if history else {}
     title = f"{run_name(cfg)}, {cfg.dataset.n_expert_trajectories} expert traj."
     plot_learning_curve(history, expert_score, union_score, run_dir / "learning_curve.png", title)

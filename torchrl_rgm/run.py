@@ -3,6 +3,7 @@ its checkpoints (atomic, ``weights_only``-loadable, exact resume) and its logger
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copy
 import datetime as dt
 import math
@@ -20,14 +21,15 @@ from torchrl.record.loggers import get_logger
 
 from .algorithms import ALGORITHMS, AlgorithmError, Learner, get_algorithm
 from .atomic import atomic_path
+from .checks import CONFIG_GROUPS, check_data, check_group_overrides, check_override_keys
 from .config import ConfigError, check_run_fields, domain
 from .sources import make_source
 from .sampling import UnionReplayBuffer
 from .train import load_checkpoint, save_checkpoint
 
 __all__ = ["CONFIG_NAME", "CHECKPOINT_NAME", "PREVIOUS_CHECKPOINT_NAME", "CLAIM_NAME", "RESUMABLE", "validate",
-           "CONFIG_GROUPS", "check_group_overrides", "group_configs", "prepare_run_dir", "claim_run_dir", "start_run", "apply_resume_overrides", "load_resumed_config",
-           "save_config", "save_progress", "restore_progress", "trim_logs", "check_data", "StopOnInterrupt", "make_logger",
+           "CONFIG_GROUPS", "check_group_overrides", "check_override_keys", "group_configs", "prepare_run_dir", "claim_run_dir", "start_run", "apply_resume_overrides", "load_resumed_config",
+           "save_config", "save_progress", "restore_progress", "trim_logs", "check_data", "discard_unstarted", "StopOnInterrupt", "make_logger",
            "log_metrics"]
 
 #: The resolved configuration's file name in a run directory (what ``resume=`` reloads).
@@ -57,22 +59,6 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"algo={cfg.algo.name} relabels shared data with a target task's reward: "
                           "it belongs to recipes/rgm_datasharing.py.")
     make_source(cfg).validate()
-
-
-#: The Hydra config groups of the recipes (``group=option`` on the command line).
-CONFIG_GROUPS = ("env", "dataset", "reward", "algo", "logger", "protocol")
-
-
-def check_group_overrides(argv: list[str], config_dir: Path) -> None:
-    """Before Hydra composes: ``reward=true`` (and any group set to a YAML boolean or null) is read by Hydra as a
-    boolean, not an option name, and fails with a traceback; say so, with the group's options."""
-    for arg in argv:
-        group, _, value = arg.partition("=")
-        if group in CONFIG_GROUPS and value.lower() in ("true", "false", "yes", "no", "on", "off", "null", "~"):
-            options = sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
-            hint = " (the dataset's own reward is reward=true_reward)" if group == "reward" else ""
-            raise ConfigError(f"{arg}: Hydra reads {value!r} as a {'null' if value in ('null', '~') else 'boolean'}, "
-                              f"not an option of {group}; the options are {options}{hint}.")
 
 
 def prepare_run_dir(cfg: DictConfig) -> tuple[Path, bool]:
@@ -309,11 +295,16 @@ def restore_progress(path: Path, learner: Learner, budget: int | None = None) ->
     raise ConfigError("; ".join(errors) + ". No checkpoint of this run can be read: start a new run.")
 
 
-def check_data(cfg: DictConfig, data) -> None:
-    """What needs the loaded data but no training work: the batch fits in the union."""
-    if cfg.algo.batch_size > data.union.shape[0]:
-        raise ConfigError(f"algo.batch_size={cfg.algo.batch_size} is larger than the union ({data.union.shape[0]} "
-                          f"transitions of {data.union_id}); use a smaller algo.batch_size or a larger dataset.")
+def discard_unstarted(run_dir: Path) -> None:
+    """Remove what :func:`start_run` wrote in a new ``run_dir`` (its configuration, the claim) when the run stops at a
+    data check, so no empty run is left behind; a directory holding anything else is left as it is."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - {CONFIG_NAME, CLAIM_NAME}:
+        return
+    for name in (CONFIG_NAME, CLAIM_NAME):
+        (run_dir / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()
 
 
 def trim_logs(run_dir: Path, step: int) -> None:
@@ -328,29 +319,33 @@ def trim_logs(run_dir: Path, step: int) -> None:
 
 
 class StopOnInterrupt:
-    """A context in which the first Ctrl-C (SIGINT) only sets :attr:`requested`, so the loop stops between two
-    updates (nothing interrupted half-way); a second Ctrl-C stops at once. Outside the main thread it does nothing."""
+    """A context in which the first Ctrl-C (SIGINT) or SIGTERM (``kill``, a scheduler's pre-emption) only sets
+    :attr:`requested`, so the loop stops between two updates (nothing interrupted half-way), saves and prints the
+    resume command; a second signal stops at once. Outside the main thread it does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self._previous = {}
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nstopping after this update (Ctrl-C again to stop now)", file=sys.stderr, flush=True)
+        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n{what}: stopping after this update ({what} again to stop now)", file=sys.stderr, flush=True)
 
     def __enter__(self):
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         except ValueError:  # not the main thread
-            self._previous = None
+            self._previous = {}
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
         return False
 
 

@@ -1,4 +1,5 @@
 """Reliability of the data layer (issue 18): NaN in stored infos, the cache key, concurrent builds, strict JSON."""
+import dataclasses
 import json
 import math
 import os
@@ -126,3 +127,53 @@ def test_an_entry_left_without_its_metadata_is_converted_again(tiny):
     assert (entry / "rgm_meta.json").exists() and (entry / "tensors" / "meta.json").exists()
     assert [e.name for e in (mod.cache_root() / "processed").iterdir()] == [entry.name]
     np.testing.assert_array_equal(np.asarray(again.union["observation"]), np.asarray(first.union["observation"]))
+
+
+def test_a_conversion_killed_half_way_leaves_nothing_for_ever(tmp_path):
+    """Issue 30 #6: a temporary cache entry whose process is gone (a conversion killed half-way) is removed by the
+    next conversion in the same place; one a live process owns, or another host's, is left alone."""
+    import socket
+    import subprocess
+    import sys
+
+    from torchrl_rgm.data.minari import cache_root
+
+    episodes = rollouts("hopper", [(None, 0.0, 1.0)], 120, 0, "tiny", max_episode_steps=30)
+    write_dataset("rgm/hopper/stale-v0", episodes, "hopper", -10.0, 100.0, "stale temporaries", overwrite=False)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    parent = cache_root() / "processed"
+    parent.mkdir(parents=True, exist_ok=True)
+    names = {"dead": f".tmp-0123456789abcdef-p{dead.pid}@{host}-x1y2", "live": f".tmp-feed-p{os.getpid()}@{host}-a1",
+             "other host": f".tmp-feed-p{dead.pid}@not-{host}-b2", "old unowned": ".tmp-0123456789abcdef-zz9"}
+    for name in names.values():
+        (parent / name / "tensors").mkdir(parents=True)
+        (parent / name / "tensors" / "part.memmap").write_bytes(b"half")
+    old = time.time() - 2 * 24 * 3600
+    os.utime(parent / names["old unowned"], (old, old))
+    load_rgm_data("rgm/hopper/stale-v0", "rgm/hopper/stale-v0", n_expert_trajectories=1)
+    left = {p.name for p in parent.glob(".tmp-*")}
+    assert left == {names["live"], names["other host"]}, left
+
+
+def test_reference_scores_that_do_not_fit_the_rewards_are_named(recwarn):
+    """Issue 30 #6: rewards 1e6 times the scale the reference scores were taken at print scores in the millions; the
+    run warns, naming the dataset and its reference scores, right after loading."""
+    from omegaconf import OmegaConf
+
+    from torchrl_rgm.run import check_data
+
+    cfg = OmegaConf.create({"algo": {"batch_size": 32}})
+    for name, factor in (("fits", 1.0), ("scaled", 1e6)):
+        episodes = rollouts("hopper", [(None, 0.0, 1.0)], 300, 0, "tiny", max_episode_steps=40)
+        episodes = [dataclasses.replace(ep, rewards=[r * factor for r in ep.rewards]) for ep in episodes]
+        write_dataset(f"rgm/hopper/{name}-v0", episodes, "hopper", -10.0, 100.0, "reward scale", overwrite=False)
+        data = load_rgm_data(f"rgm/hopper/{name}-v0", f"rgm/hopper/{name}-v0", n_expert_trajectories=2)
+        recwarn.clear()
+        check_data(cfg, data)
+        messages = [str(w.message) for w in recwarn if "reference scores" in str(w.message)]
+        if factor == 1.0:
+            assert not messages
+        else:
+            assert messages and "rgm/hopper/scaled-v0's reference scores (-10, 100)" in messages[0], messages

@@ -33,8 +33,22 @@ def env(tmp_path_factory):
     environ = tiny_datasets(base, ["'rgm/hopper/medium-replay-v0', steps=400, policy='actor', max_steps=60",
                                    "'rgm/hopper/expert-v0', steps=120, seed=3, policy='actor', max_steps=60",
                                    "'rgm/walker2d/medium-replay-v0', steps=200, env='walker2d', max_steps=50",
-                                   "'rgm/halfcheetah/expert-v0', steps=100, seed=2, env='halfcheetah', max_steps=50"],
+                                   "'rgm/halfcheetah/expert-v0', steps=100, seed=2, env='halfcheetah', max_steps=50",
+                                   "'rgm-short/hopper/expert-v0', steps=1, seed=3, policy='actor', max_steps=1"],
                             OMP_NUM_THREADS="1")
+    minari_dir = base / "minari"
+
+    def copy(level, namespace, drop=()):  # a copy of rgm/hopper/<level>-v0 under another namespace
+        target = minari_dir / namespace / "hopper" / f"{level}-v0"
+        shutil.copytree(minari_dir / "rgm" / "hopper" / f"{level}-v0", target)
+        meta = target / "data" / "metadata.json"
+        fields = json.loads(meta.read_text())
+        fields["dataset_id"] = f"{namespace}/hopper/{level}-v0"
+        meta.write_text(json.dumps({k: v for k, v in fields.items() if k not in drop}))
+
+    copy("medium-replay", "rgm-short")  # beside an expert set of one one-step episode
+    for level in ("medium-replay", "expert"):  # a user's own datasets, without reference scores
+        copy(level, "rgm-noref", drop=("ref_min_score", "ref_max_score"))
     damaged = base / "minari" / "rgm-damaged" / "hopper"  # a copy whose data file was cut short
     shutil.copytree(base / "minari" / "rgm" / "hopper", damaged)
     for f in damaged.rglob("main_data*"):
@@ -116,6 +130,16 @@ def bad_inputs(base: Path) -> list[tuple]:
         ("damaged dataset", ["dataset.namespace=rgm-damaged"], "but cannot be read (a damaged or incomplete dataset)"),
         ("unwritable conversion cache", ["env.name=hopper"], "point TORCHRL_RGM_CACHE at a writable directory",
          {"TORCHRL_RGM_CACHE": "/proc/rgm-cache"}),
+        # issue 30: checks that need the data, right after loading; keys nothing reads, with or without '+'
+        ("dataset without reference scores", ["dataset.namespace=rgm-noref"], "has no ref_min_score/ref_max_score"),
+        ("expert set of one one-step episode", ["dataset.namespace=rgm-short"], "real transition(s), too few to tell"),
+        ("a key added with Hydra's own hint", ["+budget.update=10"], "did you mean budget.updates? A '+' would", {}),
+        ("a mistyped key", ["budget.update=10"], "has no key 'budget.update'", {}),
+        ("a mistyped algorithm key", ["algo=iql", "algo.expectil=0.8"], "did you mean algo.expectile?", {}),
+        ("a key that is nowhere", ["+trainer.lr=1e-3"], "has no key 'trainer.lr' (trainer is not there)", {}),
+        ("unknown precision", ["precision=fp8"], "Unknown precision 'fp8'"),
+        ("no evaluation episodes", ["eval.episodes=0"], "eval.episodes must be > 0"),
+        ("negative discriminator pre-training", ["budget.discriminator_steps=-1"], "must be ≥ 0, got -1"),
     ]
     if torch.cuda.is_available():
         cases = [c for c in cases if "cuda" not in c[0]]
@@ -127,7 +151,10 @@ def bad_inputs(base: Path) -> list[tuple]:
 def test_every_bad_input_ends_in_one_clear_message_and_touches_nothing(env):
     environ, base = env
     cases = bad_inputs(base)
-    assert len(cases) >= 20
+    assert len(cases) >= 35
+    # a run stopped by a check leaves no run directory behind (issue 30 #6): each case gets its own run_dir
+    cases = [(c[0], c[1] if any(o.split("=")[0] in ("run_dir", "resume") for o in c[1])
+              else [*c[1], f"run_dir={base / 'case-runs' / str(i)}"], *c[2:]) for i, c in enumerate(cases)]
     before = snapshot(base / "minari", base / "finished", base / "taken")
     # Inputs the command line itself must carry run as the user types them; the others go through the same
     # recipe function in this process (one interpreter start for all: the catalogue stays under two minutes).
@@ -144,6 +171,52 @@ def test_every_bad_input_ends_in_one_clear_message_and_touches_nothing(env):
     assert not problems, "\n".join(problems)
     assert snapshot(base / "minari", base / "finished", base / "taken") == before
     assert not (base / "rgm-run").exists()
+    left = sorted(p.name for p in (base / "case-runs").iterdir()) if (base / "case-runs").exists() else []
+    assert not left, [cases[int(n)][0] for n in left]
+
+
+def test_a_full_disk_says_so_and_how_to_continue(env, tmp_path):
+    """Issue 30 #3: run_dir on a file system too small for a checkpoint (a real tmpfs) ends in one line naming the
+    full device and the resume command, not torch.save's ``unexpected pos`` traceback."""
+    environ, base = env
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({made.stderr.decode().strip()[:80]})")
+    try:
+        out = run(environ, f"run_dir={mount / 'run'}", "budget.updates=40", "eval.every=40", "checkpoint_every=20",
+                  "algo.hidden=[64,64]", check=False)
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "Traceback" not in text, text[-1500:]
+    assert "error: No space left on the device of" in text and f"resume={mount / 'run'}" in text, text[-1500:]
+
+
+def test_atomic_write_names_a_full_disk_and_keeps_the_old_file(tmp_path, monkeypatch):
+    """The same without a mount: ENOSPC from the writer, and a writer's own error on a file system left with no
+    room, both become DiskFullError; the previous file is intact and no temporary file is left."""
+    import errno
+
+    from torchrl_rgm import atomic
+    from torchrl_rgm.atomic import DiskFullError, atomic_path
+
+    path = tmp_path / "checkpoint.pt"
+    path.write_text("previous")
+    with pytest.raises(DiskFullError, match="No space left on the device.*the previous checkpoint.pt is intact"):
+        with atomic_path(path) as tmp:
+            tmp.write_text("part")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 0))
+    with pytest.raises(DiskFullError):
+        with atomic_path(path) as tmp:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 26560 vs 26448")
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError, match="unrelated"):  # room to spare: the writer's error as it was
+        with atomic_path(path) as tmp:
+            raise RuntimeError("unrelated")
+    assert path.read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
 
 
 def test_expert_data_from_another_environment_are_refused(env):
@@ -239,18 +312,25 @@ def test_resume_does_not_repeat_logged_evaluations(env):
     assert steps == sorted(set(steps)) and steps[-1] == 300, steps
 
 
-def test_ctrl_c_says_how_to_resume(env):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_save_and_say_how_to_resume(env, sig):
+    """Issue 30 #6: SIGTERM (kill, a scheduler) behaves as Ctrl-C: stop between two updates, save that update,
+    print the resume command; no traceback, no leaked-semaphore warning."""
     environ, base = env
-    run_dir = base / "interrupted"
+    run_dir = base / f"interrupted-{sig.name}"
     proc = subprocess.Popen([sys.executable, str(RECIPE), *TINY, f"run_dir={run_dir}", "budget.updates=100000",
-                             "eval.every=50000", "checkpoint_every=20"], cwd=ROOT, env=environ,
+                             "eval.every=50000", "checkpoint_every=99999"], cwd=ROOT, env=environ,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+    while not (run_dir / "config.yaml").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    time.sleep(3)  # into the training loop, before its first checkpoint
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 and f"resume={run_dir}" in err and "Traceback" not in err, err[-800:]
+    assert "leaked semaphore" not in err, err[-800:]
+    step = torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"]
+    assert f"interrupted at update {step}, saved" in err and 0 < step < 99999, err[-800:]
 
 
 def test_same_command_same_seed_same_threads_gives_identical_numbers(env):

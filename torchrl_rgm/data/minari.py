@@ -14,8 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 import minari
@@ -31,7 +34,7 @@ from .rewards import make_reward_transform
 from .transitions import append_episode, columns_to_tensordict, new_columns
 
 __all__ = ["DatasetNotFoundError", "find_dataset", "load_rgm_data", "load_transitions", "cache_root", "datasets_root",
-           "raw_union_metadata"]
+           "raw_union_metadata", "owned_temporary", "remove_stale_temporaries"]
 
 CACHE_VERSION = 1
 class DatasetNotFoundError(FileNotFoundError):
@@ -147,7 +150,7 @@ def load_transitions(dataset_id: str, *, download: bool = True, cache_dir: Path 
                                "(python -m torchrl_rgm.generation.build, --overwrite) or delete it.") from None
     try:
         root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tmp-"))
+        tmp = owned_temporary(root.parent)
     except OSError as err:
         raise DatasetError(f"Cannot write the conversion cache {root.parent} ({err.strerror}): point "
                            "TORCHRL_RGM_CACHE at a writable directory.") from None
@@ -310,7 +313,7 @@ def load_rgm_data(
     # Written whole beside its place, then renamed into it: the entry is complete or absent, and processes
     # converting the same data at once (a grid's runs) never delete or half-see each other's files.
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".tmp-{key}-"))
+    tmp = owned_temporary(root.parent, key)
     try:
         tensors.memmap_(tmp / "tensors")
         (tmp / "rgm_meta.json").write_text(json.dumps(meta))
@@ -323,6 +326,50 @@ def load_rgm_data(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return load_rgm_data(union_id, expert_id, download=download, cache_dir=cache_dir, **args)
+
+
+#: A temporary cache entry that names no owner (written before owners were named) is stale after this long.
+UNOWNED_TEMPORARY_S = 24 * 3600
+_OWNER = re.compile(r"-p(\d+)@(.+)-[^-]*$")
+
+
+def owned_temporary(parent: Path, key: str = "") -> Path:
+    """A new temporary directory in ``parent`` named after this process (``.tmp-[<key>-]p<pid>@<host>-...``), once
+    the stale ones are gone (:func:`remove_stale_temporaries`): a conversion killed half-way leaves its entry behind,
+    and the next conversion in the same place removes it."""
+    remove_stale_temporaries(parent)
+    return Path(tempfile.mkdtemp(dir=parent, prefix=f".tmp-{key + '-' if key else ''}p{os.getpid()}@"
+                                                    f"{socket.gethostname()}-"))
+
+
+def remove_stale_temporaries(parent: Path) -> list[str]:
+    """Remove the temporary entries in ``parent`` that no live process owns: their owner, on this host, is gone (an
+    entry of another host is left alone), or they name none and are older than :data:`UNOWNED_TEMPORARY_S`.
+    Returns the names removed."""
+    removed = []
+    for path in Path(parent).glob(".tmp-*"):
+        owner = _OWNER.search(path.name)
+        try:
+            if owner:
+                stale = owner.group(2) == socket.gethostname() and not _alive(int(owner.group(1)))
+            else:
+                stale = time.time() - path.stat().st_mtime > UNOWNED_TEMPORARY_S
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def raw_union_metadata(dataset_id: str, download: bool = True) -> dict:
