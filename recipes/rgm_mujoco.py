@@ -188,6 +188,10 @@ def train_group(cfg: DictConfig) -> dict:
     if not todo:
         return {"runs": {r.cfg.seed: r.finish() for r in runs}}
     first = todo[0].cfg
+    if todo[0].learner.update.autocast_dtype is not None:
+        print("precision bfloat16: each run of the group is a valid run of its seed, but bf16 rounds the batched "
+              "products otherwise than one run's (~1e-2 within 100 updates, not the 1e-3 float32 keeps): for the "
+              "numbers seed=<s> gives alone, train with precision=float32 (docs/design.md)", file=sys.stderr)
     # compile: auto compiles a group on CUDA only: on CPU, Inductor's code for the vmap-ed products ran 1.4-2x
     # slower than eager (benchmarks/update_throughput.py --vectorized; docs/results.md "Measured")
     compile = first.compile is True or (first.compile == "auto" and todo[0].device.type == "cuda")

@@ -36,24 +36,37 @@ def scores(run_dir: Path) -> list[float]:
     return [h["normalized_score"] for h in torch.load(run_dir / "checkpoint.pt", weights_only=True)["history"]]
 
 
-def test_each_run_of_a_group_is_the_run_trained_alone(env):
+@pytest.mark.parametrize("actor", ["stochastic", "deterministic"])
+def test_each_run_of_a_group_is_the_run_trained_alone(env, actor):
+    """Issue 30 #5: the bound that holds, in float32: every logged metric of run 1 of a group agrees with the run
+    trained alone to 1e-3 (1e-4 absolute, for metrics near 0) after 200 updates, for both actors. The update itself
+    is the same computation (3e-8 after 100 updates on fixed batches, tests/test_vectorized.py); batched float32
+    products round differently from one run's, and training amplifies that ~10x per 100 updates (measured: 2e-5 at
+    200 updates, 2e-3 at 300). Under bf16 autocast (precision=auto on a CPU with native bf16) the batched products
+    round at bf16's 4e-3 at once: the recipe says so when a group starts, and no bound is claimed."""
     environ, base = env
-    run_recipes(RECIPE, TINY, environ, ["seeds=[0,1]", f"run_dir='{base}/group-s{{seed}}'"],
-                ["seed=1", f"run_dir={base}/alone-s1"])
-    grouped, alone = base / "group-s1", base / "alone-s1"
+    tag = f"{actor}-"
+    run_recipes(RECIPE, TINY, environ, ["seeds=[0,1]", f"algo.actor={actor}", f"run_dir='{base}/{tag}group-s{{seed}}'"],
+                ["seed=1", f"algo.actor={actor}", f"run_dir={base}/{tag}alone-s1"])
+    grouped, alone = base / f"{tag}group-s1", base / f"{tag}alone-s1"
     a, b = (json.loads((d / "summary.json").read_text()) for d in (grouped, alone))
     assert a["updates"] == b["updates"] == 200
-    # float32 products batched over the runs round differently from one run's: equal to ~1e-6 per update
     assert scores(grouped) == pytest.approx(scores(alone), rel=1e-3)
     ha, hb = (torch.load(d / "checkpoint.pt", weights_only=True)["history"] for d in (grouped, alone))
-    for key in ("loss_value", "loss_actor", "loss_reward_correction", "entropy_coef"):
-        assert ha[-1][key] == pytest.approx(hb[-1][key], rel=1e-3, abs=1e-5), key
+    assert len(ha) == len(hb) == 2
+    for ra, rb in zip(ha, hb):
+        assert set(ra) == set(rb)
+        far = {k: (ra[k], rb[k]) for k in ra if isinstance(ra[k], float) and ra[k] != pytest.approx(rb[k], rel=1e-3,
+                                                                                                     abs=1e-4)}
+        assert not far, (ra["step"], far)
     for (k, v), v2 in zip(torch.load(grouped / "checkpoint.pt", weights_only=True)["networks"]["actor"].items(),
                           torch.load(alone / "checkpoint.pt", weights_only=True)["networks"]["actor"].values()):
         torch.testing.assert_close(v, v2, rtol=1e-3, atol=1e-4, msg=k)
+    if actor == "deterministic":
+        return
     # the two runs of the group are two runs: their own seeds, data order and results
-    assert scores(base / "group-s0") != scores(grouped)
-    assert "seed: 0" in (base / "group-s0" / "config.yaml").read_text()
+    assert scores(base / f"{tag}group-s0") != scores(grouped)
+    assert "seed: 0" in (base / f"{tag}group-s0" / "config.yaml").read_text()
     assert "seeds: null" in (grouped / "config.yaml").read_text()  # each run resumes alone too
 
 
@@ -93,7 +106,10 @@ def test_runs_resumed_at_different_updates_catch_up_then_train_as_one_group(env)
         grouped, alone = base / f"catch-s{s}", base / f"ref-s{s}"
         assert [h["step"] for h in torch.load(grouped / "checkpoint.pt", weights_only=True)["history"]] == \
             [100, 200, 300]
-        assert scores(grouped) == pytest.approx(scores(alone), rel=1e-3)
+        # 300 updates: float32 rounding of the batched products has grown to ~1e-3 in the metrics and an evaluation
+        # through the environment amplifies it (measured: 3e-3 in a score); a wrong catch-up (updates skipped or
+        # repeated, a schedule off) moves scores by tens of percent
+        assert scores(grouped) == pytest.approx(scores(alone), rel=1e-2)
         assert json.loads((grouped / "summary.json").read_text())["updates"] == 300
 
 
