@@ -32,7 +32,8 @@ def test_prebuild_builds_missing_datasets_in_the_grids_namespace(monkeypatch, tm
         calls.clear()
         grid.prebuild(cells, {"overrides": overrides})
         assert calls == ([] if expected is None else
-                         [("hopper", {"levels": ["expert", "medium-replay"], "scale": 1.0, "namespace": expected})])
+                         [("hopper", {"levels": ["expert", "medium-replay"], "scale": 1.0, "namespace": expected,
+                                      "jobs": min(2, len(os.sched_getaffinity(0)))})])
 
 
 def test_reward_agnostic_algorithms_run_once_per_env_and_dataset():

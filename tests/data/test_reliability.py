@@ -47,7 +47,7 @@ def test_concurrent_builds_of_one_environment_take_turns(monkeypatch):
     """Two processes (here threads) missing the same datasets: the second waits for the first instead of failing."""
     spans, built = [], set()
 
-    def fake_build(env, levels, scale, namespace):
+    def fake_build(env, levels, scale, namespace, jobs=1):
         start = time.time()
         time.sleep(0.3)
         built.update(levels)
