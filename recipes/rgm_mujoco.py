@@ -88,6 +88,7 @@ class Run:
             self.buffer.load_sampling_state(state["sampler"])
             self.step, self.history = state["step"], state["history"]
             torch.set_rng_state(state["torch_rng"])
+        self.saved_step = self.step if state is not None else None  # the update checkpoint.pt holds
         self.start, self.start_step, self.eval_time = time.time(), self.step, 0.0
 
     @property
@@ -127,11 +128,11 @@ class Run:
         except DiskFullError as err:
             raise DiskFullError(err.errno, f"{err.strerror} The run stopped at update {self.step}; once there is "
                                 f"space, continue it from its last checkpoint with resume={self.run_dir}") from err
+        self.saved_step = self.step
 
     def interrupted(self) -> str:
         """Saves the update it stopped at (Ctrl-C, SIGTERM) and says so."""
-        saved = torch.load(self.checkpoint, weights_only=True)["step"] if self.checkpoint.exists() else 0
-        if saved != self.step:
+        if self.saved_step != self.step:
             self.save()
         return f"interrupted at update {self.step}, saved"
 
