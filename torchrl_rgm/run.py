@@ -28,7 +28,7 @@ from .sampling import UnionReplayBuffer
 from .train import load_checkpoint, save_checkpoint
 
 __all__ = ["CONFIG_NAME", "CHECKPOINT_NAME", "PREVIOUS_CHECKPOINT_NAME", "CLAIM_NAME", "RESUMABLE", "validate",
-           "CONFIG_GROUPS", "check_group_overrides", "check_override_keys", "group_configs", "prepare_run_dir", "claim_run_dir", "start_run", "apply_resume_overrides", "load_resumed_config",
+           "check_group_overrides", "check_override_keys", "group_configs", "prepare_run_dir", "claim_run_dir", "start_run", "apply_resume_overrides", "load_resumed_config",
            "save_config", "save_progress", "restore_progress", "trim_logs", "check_data", "discard_unstarted", "StopOnInterrupt", "make_logger",
            "log_metrics"]
 
