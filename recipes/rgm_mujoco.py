@@ -78,9 +78,14 @@ class Run:
         self.union = self.algorithm.prepare_union(cfg, learner, data.union.to_tensordict(), device,
                                                  expert=data.expert)
         self.pretrain_s = time.time() - t_pretrain  # the discriminator's pre-training + the union's log-ratio
-        self.buffer = UnionReplayBuffer(self.algorithm.training_set(cfg, data, self.union, learner=learner),
-                                        data.initial_observation,
+        self.training_rows = self.algorithm.training_set(cfg, data, self.union, learner=learner)
+        self.buffer = UnionReplayBuffer(self.training_rows, data.initial_observation,
                                         cfg.algo.batch_size, seed=cfg.seed, device=device)
+        # RGM's actor learns on rows drawn in proportion to w (refreshed every `refresh` updates; uniform until the
+        # first refresh); a resumed run's distribution comes back with the sampler's state
+        self.refresh, self.refresh_s = self.algorithm.extraction_refresh(cfg), 0.0
+        if self.refresh and state is None:
+            self.buffer.set_extraction_weights(torch.ones(self.training_rows.shape[0]))
         self.logger = run.make_logger(cfg, self.run_dir, resumed_at=state["step"] if state is not None else None)
         self.policy = make_policy_fn(learner.actor, data.normalize_observation, device)
         self.step, self.history = 0, []
@@ -101,13 +106,29 @@ class Run:
     def checkpoints(self, step: int) -> bool:
         return step % self.cfg.checkpoint_every == 0 or step == self.cfg.budget.updates
 
+    def refreshes(self, step: int) -> bool:
+        return bool(self.refresh) and step % self.refresh == 0 and step < self.cfg.budget.updates
+
     def due(self, step: int) -> bool:
-        """Whether update ``step`` ends with an evaluation or a checkpoint (a group syncs its runs first)."""
-        return self.evaluates(step) or self.checkpoints(step)
+        """Whether update ``step`` ends with an evaluation, a checkpoint or a refresh of the extraction weights (a
+        group syncs its runs first)."""
+        return self.evaluates(step) or self.checkpoints(step) or self.refreshes(step)
+
+    def refresh_extraction(self) -> None:
+        """The extraction weights of every training row from the current networks; the actor's rows are drawn
+        from them until the next refresh."""
+        t = time.time()
+        with torch.no_grad():
+            weights = self.algorithm.extraction_weights(self.cfg, self.learner, self.training_rows,
+                                                        self.data.initial_observation, self.device)
+        self.buffer.set_extraction_weights(weights)
+        self.refresh_s += time.time() - t
 
     def after_update(self, metrics) -> None:
         """Count the update; evaluate, log and checkpoint (atomically) when due."""
         cfg, self.step = self.cfg, self.step + 1
+        if self.refreshes(self.step):  # before a checkpoint of the same update, which keeps the new weights
+            self.refresh_extraction()
         if self.evaluates(self.step):
             t_eval = time.time()
             returns = self.source.evaluate(self.policy, self.data)
@@ -143,7 +164,8 @@ class Run:
             self.summary = report(self.cfg, self.source, self.data, self.algorithm, self.learner, self.union,
                                   self.history, elapsed,
                                   (self.step - self.start_step) / max(elapsed - self.eval_time, 1e-9), self.run_dir,
-                                  self.device, extra={"discriminator_s": self.pretrain_s, **self.learner.info})
+                                  self.device, extra={"discriminator_s": self.pretrain_s, **self.learner.info,
+                                         **({"extraction_refresh_s": self.refresh_s} if self.refresh else {})})
             print(format_summary(self.summary))
         return self.summary
 

@@ -90,17 +90,44 @@ class UnionReplayBuffer(TensorDictReplayBuffer):
         super().__init__(storage=FlatTensorStorage(union.select(*keys), device=device),
                          sampler=SeededRandomSampler(seed, device), batch_size=batch_size)
         self.initial = initial_observation.to(device)
+        self._extraction_cdf = None
+
+    def set_extraction_weights(self, weights: torch.Tensor | None) -> None:
+        """From now on each batch also carries ``"extraction"``: as many rows again, drawn with replacement in
+        proportion to ``weights`` (one per row, ≥ 0), for policy extraction — ``E_D[w ℓ] / E_D[w] = E_{w d^D}[ℓ]``
+        estimated from rows of ``w d^D`` rather than from a uniform batch weighted by ``w``, whose weight can sit on a
+        handful of its rows. ``None`` stops it."""
+        if weights is None:
+            self._extraction_cdf = None
+            return
+        w = weights.reshape(-1).detach().to(torch.float64)
+        if w.numel() != len(self._storage):
+            raise ValueError(f"extraction weights: {w.numel()} values for {len(self._storage)} rows.")
+        if not torch.isfinite(w).all() or (w < 0).any() or not w.sum() > 0:
+            raise ValueError("extraction weights must be finite, non-negative and not all zero.")
+        cdf = w.cumsum(0)
+        self._extraction_cdf = (cdf / cdf[-1]).to(self._sampler.device)
 
     def sampling_state(self) -> dict:
-        """Where the batch stream stands (the sampler's generator): what a checkpoint keeps."""
-        return self._sampler.state_dict()
+        """Where the batch stream stands (the sampler's generator, and the extraction weights' distribution when set):
+        what a checkpoint keeps."""
+        state = self._sampler.state_dict()
+        if self._extraction_cdf is not None:
+            state["extraction_cdf"] = self._extraction_cdf.cpu()
+        return state
 
     def load_sampling_state(self, state: dict) -> None:
         self._sampler.load_state_dict(state)
+        cdf = state.get("extraction_cdf")
+        self._extraction_cdf = None if cdf is None else cdf.to(self._sampler.device)
 
     def sample(self, *args, **kwargs) -> TensorDictBase:
         batch = super().sample(*args, **kwargs)
         generator = self._sampler.generator
         idx0 = torch.randint(self.initial.shape[0], (batch.shape[0],), generator=generator, device=generator.device)
         batch.set("initial_observation", self.initial[idx0])
+        if self._extraction_cdf is not None:
+            u = torch.rand(batch.shape[0], generator=generator, device=generator.device, dtype=torch.float64)
+            rows = torch.searchsorted(self._extraction_cdf, u).clamp_(max=self._extraction_cdf.numel() - 1)
+            batch.set("extraction", self._storage.get(rows))
         return batch

@@ -99,3 +99,30 @@ def test_other_divergences_use_their_conjugate(divergence):
     torch.testing.assert_close(out["loss_value"], 0.01 * v0.mean() + 2.0 * fstar.mean())
     torch.testing.assert_close(loss.transition_values(td)["visitation_weight"], fprime.detach())
     assert not math.isnan(out["advantage"].item())
+
+
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_an_extraction_batch_is_cloned_unweighted_and_changes_nothing_else(stochastic):
+    """Rows drawn in proportion to w (``"extraction"``): the actor's loss is plain BC on them — the deterministic
+    actor's squared error, the tanh-Gaussian's log-likelihood and entropy term with the batch's own noise — while
+    V's and Δr's losses, which read the uniform batch, do not change."""
+    torch.manual_seed(0)
+    value, actor = make_value_network(OBS, hidden=(32,)), make_actor(OBS, ACT, stochastic=stochastic, hidden=(32,))
+    correction = make_reward_correction_network(OBS, ACT, hidden=(32,))
+    loss = RGMLoss(value, actor, correction, action_dim=ACT)
+    td, rows = random_batch(64), random_batch(64)
+    td["actor_noise"] = torch.randn(64, ACT)
+    plain = loss(td.clone())
+    td["extraction"] = rows
+    out = loss(td)
+    for key in ("loss_value", "loss_reward_correction"):
+        torch.testing.assert_close(out[key], plain[key])
+    if not stochastic:
+        expected = (actor.module(rows["observation"]) - rows["action"]).pow(2).sum(-1).mean()
+    else:  # the same loss on the extraction rows with weights 1 (and the uniform batch's noise)
+        reference = rows.clone()
+        reference["actor_noise"] = td["actor_noise"]
+        lone = RGMLoss(value, actor, correction, action_dim=ACT, weight_clip=None, normalize_weights=False)
+        expected = lone._actor_losses(reference, torch.ones(64, 1))[0]
+    torch.testing.assert_close(out["loss_actor"], expected)
+    assert not torch.allclose(out["loss_actor"], plain["loss_actor"])

@@ -65,9 +65,14 @@ def test_a_run_that_builds_its_datasets_trains_with_the_threads_the_environment_
     assert summary["torch_threads"] == 2 and "2 threads" in out.stdout
 
 
-def test_sigkill_then_resume_equals_uninterrupted(env):
+@pytest.mark.parametrize("extraction", ["uniform", "weighted"])
+def test_sigkill_then_resume_equals_uninterrupted(env, extraction):
+    """Exact resume; with weighted extraction the weights refreshed at update 100 (between two checkpoints) come
+    back with the checkpoint of update 150."""
     environ, base = env
-    common = ["budget.updates=600", "eval.every=150", "checkpoint_every=150", "seed=7"]
+    common = ["budget.updates=600", "eval.every=150", "checkpoint_every=150", "seed=7",
+              f"algo.extraction_sampling={extraction}", "algo.extraction_refresh=100"]
+    base = base / extraction
     whole = base / "whole"
     run(environ, f"run_dir={whole}", *common)
     killed = base / "killed"
@@ -106,6 +111,8 @@ def test_sigkill_then_resume_equals_uninterrupted(env):
         ("logger.backend=mlflow", "Unknown logger backend"),
         ("compile=maybe", "Unknown compile 'maybe'"),
         ("algo.correction_lr=-1", "algo.correction_lr must be > 0 or null"),
+        ("algo.extraction_sampling=importance", "Unknown algo.extraction_sampling 'importance'; valid choices are"),
+        ("algo.extraction_refresh=0", "algo.extraction_refresh must be a positive number of updates"),
         ("algo=bc", None),
     ],
 )

@@ -163,6 +163,12 @@ class Algorithm:
         """The reward the learner saw per transition of the prepared ``union``, in the data's units."""
         return union.get(("next", "reward")) * data.reward_std + data.reward_mean
 
+    def extraction_refresh(self, cfg) -> int | None:
+        """Updates between two computations of the extraction weights over the whole training set, from which the
+        actor's batch is then drawn (:meth:`~torchrl_rgm.sampling.UnionReplayBuffer.set_extraction_weights`);
+        ``None``: the actor learns on the update's uniform batch."""
+        return None
+
     def extraction_weights(self, cfg, learner: Learner, union: TensorDictBase, initial_observation,
                            device) -> torch.Tensor | None:
         """Per transition of ``union``, the weight policy extraction gives it (``None``: no such weight)."""

@@ -16,6 +16,9 @@ __all__ = ["RGM", "PAPER_CORRECTION_LR", "PAPER_UPDATES", "correction_lr", "corr
 #: The authors' Δr schedule: Adam at 3e-7, cosine-annealed over 1e6 updates.
 PAPER_CORRECTION_LR, PAPER_UPDATES = 3e-7, 1_000_000
 CORRECTION_LR_SCHEDULES = ("rescaled", "paper")
+#: How the actor's batch is drawn: ``weighted`` = in proportion to ``w`` over the whole training set (refreshed every
+#: ``algo.extraction_refresh`` updates), then plain BC; ``uniform`` = the update's batch, each row weighted by ``w``.
+EXTRACTION_SAMPLING = ("weighted", "uniform")
 
 
 def actor_noise_seed(seed: int) -> int:
@@ -54,6 +57,13 @@ class RGM(Algorithm):
         if algo.divergence not in DIVERGENCES:
             raise AlgorithmError(f"Unknown divergence {algo.divergence!r}; valid choices are {sorted(DIVERGENCES)}.")
         check_positive(algo, "alpha", "value_lr")
+        sampling = algo.get("extraction_sampling", "uniform")
+        if sampling not in EXTRACTION_SAMPLING:
+            raise AlgorithmError(f"Unknown algo.extraction_sampling {sampling!r}; valid choices are "
+                                 f"{list(EXTRACTION_SAMPLING)}.")
+        refresh = algo.get("extraction_refresh", 1000)
+        if isinstance(refresh, bool) or not (isinstance(refresh, int) and refresh > 0):
+            raise AlgorithmError(f"algo.extraction_refresh must be a positive number of updates, got {refresh!r}.")
         if not 0 < algo.gamma < 1:
             raise AlgorithmError(f"algo.gamma must lie in (0, 1), got {algo.gamma}.")
         if self.learns_correction:
@@ -92,6 +102,11 @@ class RGM(Algorithm):
                     "discriminator": discriminator_loss.discriminator_network}
         return Learner(actor=actor, update=update, networks=networks, losses={"rgm_loss": rgm_loss},
                        discriminator_loss=discriminator_loss, correction=correction)
+
+    def extraction_refresh(self, cfg) -> int | None:
+        if cfg.algo.get("extraction_sampling", "uniform") != "weighted":
+            return None
+        return int(cfg.algo.get("extraction_refresh", 1000))
 
     def extraction_weights(self, cfg, learner, union, initial_observation, device):
         """The learnt visitation ratio ``w = d^π/d^D``, clipped at ``weight_clip`` as the actor's loss clips it."""

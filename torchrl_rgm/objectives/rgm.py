@@ -117,6 +117,11 @@ class RGMLoss(LossModule):
                 RNG. :class:`~torchrl_rgm.train.RGMUpdate` writes it from its own generator, so that a run's noise
                 is part of its state (exact resume) and a vectorised group can give each run the noise it would
                 draw alone. Default ``"actor_noise"``.
+            extraction (NestedKey): optional sub-TensorDict of transitions drawn from ``D`` in proportion to their
+                weight ``w`` (same entries as the batch, same size):
+                :meth:`~torchrl_rgm.sampling.UnionReplayBuffer.set_extraction_weights`. Present, the actor's loss is
+                plain behaviour cloning on it — ``E_{w d^D}[ℓ]``, the weighted objective itself, without the
+                variance of a uniform batch whose weight sits on a few rows. Default ``"extraction"``.
         """
 
         observation: NestedKey = "observation"
@@ -127,6 +132,7 @@ class RGMLoss(LossModule):
         log_density_ratio: NestedKey = "log_density_ratio"
         is_expert: NestedKey = "is_expert"
         actor_noise: NestedKey = "actor_noise"
+        extraction: NestedKey = "extraction"
 
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
@@ -285,7 +291,11 @@ class RGMLoss(LossModule):
             advantage, self.advantage_clip
         )
         weight = self.divergence.visitation_weight(advantage.detach(), self.advantage_clip)
-        loss_actor, loss_entropy_coef = self._actor_losses(tensordict, self._bc_weight(weight))
+        extraction = tensordict.get(k.extraction, None)
+        if extraction is not None:  # rows drawn in proportion to w: the same objective, plain BC on them
+            loss_actor, loss_entropy_coef = self._actor_losses(extraction, None, noise=tensordict)
+        else:
+            loss_actor, loss_entropy_coef = self._actor_losses(tensordict, self._bc_weight(weight))
         out = {
             "loss_value": loss_value,
             "loss_actor": loss_actor,
@@ -345,20 +355,22 @@ class RGMLoss(LossModule):
             bc_weight = bc_weight / bc_weight.mean().clamp(min=1e-8)
         return bc_weight
 
-    def _actor_losses(self, tensordict, bc_weight):
+    def _actor_losses(self, tensordict, bc_weight, noise=None):
+        """Weighted BC on ``tensordict`` (``bc_weight`` None: unweighted); the entropy term's noise from ``noise``
+        (default: ``tensordict``)."""
         actor_in = self._network_input(self.actor_network, tensordict)
         action = self._read(tensordict, self.tensor_keys.action, "action")
         if not self.stochastic:
             predicted = self.actor_network(actor_in).get(self._actor_out)
             error = (predicted - action).pow(2).sum(-1, keepdim=True)
-            return (bc_weight * error).mean(), None
+            return (error if bc_weight is None else bc_weight * error).mean(), None
         dist = self.actor_network.get_dist(actor_in)
         eps = 1e-5
         log_prob = as_column(dist.log_prob(action.clamp(-1 + eps, 1 - eps)))
-        loss_actor = -(bc_weight * log_prob).mean()
+        loss_actor = -(log_prob if bc_weight is None else bc_weight * log_prob).mean()
         if not self.use_entropy:
             return loss_actor, None
-        sample = self._reparameterised_sample(dist, tensordict)
+        sample = self._reparameterised_sample(dist, tensordict if noise is None else noise)
         sample_log_prob = as_column(dist.log_prob(sample))
         loss_actor = loss_actor + self.log_entropy_coef.detach().exp() * sample_log_prob.mean()
         loss_coef = None
