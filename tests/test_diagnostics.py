@@ -71,6 +71,19 @@ def test_expert_weight_share_and_effective_sample_size_by_hand():
     assert uniform["weight_ess_fraction"] == pytest.approx(1.0) and uniform["expert_weight_share"] == pytest.approx(0.25)
 
 
+def test_start_weight_share_counts_the_first_steps_of_the_data_episodes_by_hand():
+    from torchrl_rgm.diagnostics import start_weight_share
+
+    union = union_of([1.0, 2.0], [3, 3], expert_rows=2, absorbing_rows=2)  # 6 D^O rows, 2 expert, 2 loops
+    union.set("step", torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 0, 0]))  # the expert's and the loops' starts do not count
+    w = torch.tensor([4.0, 1, 1, 2, 1, 1, 3, 3, 50, 50])
+    out = start_weight_share(union, w, steps=1)
+    assert out["start_weight_share"] == pytest.approx((4 + 2) / 16)
+    assert out["start_data_share"] == pytest.approx(2 / 8)
+    assert start_weight_share(union, w, steps=2)["start_weight_share"] == pytest.approx((4 + 1 + 2 + 1) / 16)
+    assert np.isnan(start_weight_share(union.exclude("step"), w)["start_weight_share"])
+
+
 def test_discriminator_calibration_by_hand():
     from sklearn.metrics import roc_auc_score
 

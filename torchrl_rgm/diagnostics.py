@@ -9,6 +9,10 @@ Two per-run numbers the imperfect-reward study reports next to each score (``sum
 - ``expert_weight_share`` (next to ``expert_data_share``) and ``weight_ess_fraction``: the share of the extraction
   weight on the expert's own transitions in the union, and the weights' effective sample size over the union's size
   (1 = uniform). RGM's objective promises ``w d^D -> d^E`` where the reward does not help: a share near 1.
+- ``start_weight_share`` (next to ``start_data_share``): the share of the extraction weight on ``D^O``'s first
+  ``START_STEPS`` steps of each episode. A DICE lower level's ``w d^D`` is a visitation that flows from ``mu0``
+  (the union's episode starts), so it must give every start row ``w >= (1 - gamma) mu0 / d^D`` — weight that the
+  expert's ratio ``ρ`` does not give (:func:`start_weight_share`; docs/results.md, "Where the DICE weights go").
 - ``correction_*`` (RGM): how far Δr is from what the upper level asks for with V held fixed
   (:func:`correction_gap_diagnostics`); ``discriminator_*``: how well ``log ρ`` separates the expert
   (:func:`discriminator_calibration`).
@@ -28,7 +32,11 @@ from tensordict import TensorDictBase
 from .objectives.rgm import reward_correction
 
 __all__ = ["dataset_rows", "top_decile_weight_share", "correction_rank_correlation", "transition_diagnostics",
-           "expert_weight_share", "correction_gap_diagnostics", "discriminator_calibration"]
+           "expert_weight_share", "start_weight_share", "START_STEPS", "correction_gap_diagnostics",
+           "discriminator_calibration"]
+
+#: Steps from an episode's start that :func:`start_weight_share` counts.
+START_STEPS = 10
 
 
 def dataset_rows(union: TensorDictBase) -> torch.Tensor:
@@ -105,6 +113,25 @@ def expert_weight_share(union: TensorDictBase, weights: torch.Tensor) -> dict:
     return {"expert_weight_share": float(w[expert].sum().item() / total) if total > 0 else float("nan"),
             "expert_data_share": float(expert.double().mean().item()),
             "weight_ess_fraction": float(total ** 2 / (w.pow(2).sum().item() * w.numel())) if total > 0 else float("nan")}
+
+
+def start_weight_share(union: TensorDictBase, weights: torch.Tensor, steps: int = START_STEPS) -> dict:
+    """``{"start_weight_share", "start_data_share"}``: the share of per-row ``weights`` on ``D^O``'s rows whose
+    ``step`` (in their episode) is below ``steps``, and those rows' share of the rows; the expert's rows and the
+    absorbing self-loops left out of the rows counted as starts, absorbing self-loops out of the total (as in
+    :func:`expert_weight_share`). ``nan`` where the union has no ``step`` entry."""
+    if "step" not in union.keys():
+        return {"start_weight_share": float("nan"), "start_data_share": float("nan")}
+    keep = torch.ones(union.shape[0], dtype=torch.bool)
+    if "absorbing" in union.keys():
+        keep &= ~union.get("absorbing").reshape(-1).bool()
+    w = weights.reshape(-1)[keep].double().clamp(min=0)
+    start = union.get("step").reshape(-1)[keep] < steps
+    if "is_expert" in union.keys():
+        start &= ~union.get("is_expert").reshape(-1)[keep].bool()
+    total = w.sum().item()
+    return {"start_weight_share": float(w[start].sum().item() / total) if total > 0 else float("nan"),
+            "start_data_share": float(start.double().mean().item())}
 
 
 @torch.no_grad()

@@ -20,7 +20,8 @@ from .atomic import atomic_path  # noqa: E402
 from .config import cpu_description, domain, run_name  # noqa: E402
 from .data.sharing import TARGET_REWARD, per_source_means  # noqa: E402
 from .diagnostics import (correction_gap_diagnostics, correction_rank_correlation, discriminator_calibration,  # noqa: E402
-                          expert_weight_share, top_decile_weight_share, transition_diagnostics)  # noqa: E402
+                          expert_weight_share, start_weight_share, top_decile_weight_share,
+                          transition_diagnostics)  # noqa: E402
 from .objectives.rgm import reward_correction  # noqa: E402
 from .train import save_checkpoint  # noqa: E402
 
@@ -280,6 +281,7 @@ def run_diagnostics(cfg, source, algorithm: Algorithm, data, learner: Learner, u
     if weights is not None:
         out.update(top_decile_weight_share(union, weights))
         out.update(expert_weight_share(union, weights))
+        out.update(start_weight_share(union, weights))
     out.update(discriminator_calibration(union))
     if "rgm_loss" in learner.losses:
         out.update(correction_gap_diagnostics(learner.losses["rgm_loss"], union, data.initial_observation, device))
