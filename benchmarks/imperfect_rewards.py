@@ -36,14 +36,20 @@ from torchrl_rgm.algorithms import ALGORITHMS  # noqa: E402
 
 #: Named configurations of a registered algorithm the grid can run beside it: ``name -> (algorithm, overrides)``.
 #: ``rgm_calibrated``: the discriminator's temperature fitted by maximum likelihood and an absorbing state that lasts
-#: (docs/results.md, "Why RGM's weights missed the expert").
+#: (docs/results.md, "Why RGM's weights missed the expert"). ``rgm_sharp``: the same with the discriminator trained without
+#: its gradient penalty (whose smoothing caps BC on rows drawn by ``ρ`` at 6-11 on hopper: benchmarks/ratio_ceiling.py);
+#: ``smodice_sharp``: SMODICE with that discriminator and weighted extraction sampling.
 ALGO_VARIANTS = {
     "rgm_calibrated": ("rgm", ["algo.density_ratio_temperature=auto", "data.terminal_absorbing_loop=false"]),
+    "rgm_sharp": ("rgm", ["algo.density_ratio_temperature=auto", "data.terminal_absorbing_loop=false",
+                          "algo.gradient_penalty=0"]),
+    "smodice_sharp": ("smodice", ["algo.density_ratio_temperature=auto", "algo.gradient_penalty=0",
+                                  "algo.extraction_sampling=weighted"]),
 }
 #: The single-task algorithms the grid compares (the registry's, less the data-sharing variants, and the variants).
 #: The deciding grid's six (the quick, paper-protocol and full presets).
 DECIDING_ALGOS = ("rgm", "smodice", "dwbc", "bc", "iql", "td3bc")
-ALGOS = ("rgm", "rgm_calibrated", "smodice", "dwbc", "bc", "bc_expert", "iql", "td3bc", "seabo_iql", "seabo_td3bc",
+ALGOS = ("rgm", "rgm_calibrated", "rgm_sharp", "smodice", "smodice_sharp", "dwbc", "bc", "bc_expert", "iql", "td3bc", "seabo_iql", "seabo_td3bc",
          "otr_iql")
 
 
@@ -80,7 +86,7 @@ GRIDS = {
     # (SEABO, OTR) for offline RL, the deciding grid's budget.
     "expert_baselines": dict(envs=["hopper", "halfcheetah", "walker2d"], datasets=["medium-replay"],
                              rewards=["true", "negated", "partial", "zero"],
-                             algos=["rgm", "rgm_calibrated", "bc", "bc_expert", "iql", "td3bc", "seabo_iql", "otr_iql"],
+                             algos=["rgm", "rgm_calibrated", "rgm_sharp", "smodice_sharp", "bc", "bc_expert", "iql", "td3bc", "seabo_iql", "otr_iql"],
                              seeds=3, updates=24000, eval_every=4000, eval_episodes=10, discriminator_steps=1000,
                              skip=[["iql", "zero"], ["td3bc", "zero"]]),
     "full": dict(envs=list(ENVS), datasets=list(DATASETS), rewards=list(REWARDS), algos=list(DECIDING_ALGOS), seeds=5,
