@@ -43,13 +43,18 @@ ALGO_VARIANTS = {
     "rgm_calibrated": ("rgm", ["algo.density_ratio_temperature=auto", "data.terminal_absorbing_loop=false"]),
     "rgm_sharp": ("rgm", ["algo.density_ratio_temperature=auto", "data.terminal_absorbing_loop=false",
                           "algo.gradient_penalty=0"]),
+    # RGM at its objective's promise: Δr centred at the upper level's minimiser (w = rho at the start), a sharp and
+    # calibrated ratio for rho to point at the expert, w-proportional extraction.
+    "rgm_anchored": ("rgm", ["algo.correction_anchor=true", "algo.correction_zero_init=true",
+                             "algo.density_ratio_temperature=auto", "algo.gradient_penalty=0",
+                             "algo.extraction_sampling=weighted"]),
     "smodice_sharp": ("smodice", ["algo.density_ratio_temperature=auto", "algo.gradient_penalty=0",
                                   "algo.extraction_sampling=weighted"]),
 }
 #: The single-task algorithms the grid compares (the registry's, less the data-sharing variants, and the variants).
 #: The deciding grid's six (the quick, paper-protocol and full presets).
 DECIDING_ALGOS = ("rgm", "smodice", "dwbc", "bc", "iql", "td3bc")
-ALGOS = ("rgm", "rgm_calibrated", "rgm_sharp", "smodice", "smodice_sharp", "dwbc", "bc", "bc_expert", "iql", "td3bc", "seabo_iql", "seabo_td3bc",
+ALGOS = ("rgm", "rgm_calibrated", "rgm_sharp", "rgm_anchored", "smodice", "smodice_sharp", "dwbc", "bc", "bc_expert", "iql", "td3bc", "seabo_iql", "seabo_td3bc",
          "otr_iql")
 
 
@@ -86,7 +91,7 @@ GRIDS = {
     # (SEABO, OTR) for offline RL, the deciding grid's budget.
     "expert_baselines": dict(envs=["hopper", "halfcheetah", "walker2d"], datasets=["medium-replay"],
                              rewards=["true", "negated", "partial", "zero"],
-                             algos=["rgm", "rgm_calibrated", "rgm_sharp", "smodice_sharp", "bc", "bc_expert", "iql", "td3bc", "seabo_iql", "otr_iql"],
+                             algos=["rgm", "rgm_calibrated", "rgm_sharp", "rgm_anchored", "smodice_sharp", "bc", "bc_expert", "iql", "td3bc", "seabo_iql", "otr_iql"],
                              seeds=3, updates=24000, eval_every=4000, eval_episodes=10, discriminator_steps=1000,
                              skip=[["iql", "zero"], ["td3bc", "zero"]]),
     "full": dict(envs=list(ENVS), datasets=list(DATASETS), rewards=list(REWARDS), algos=list(DECIDING_ALGOS), seeds=5,

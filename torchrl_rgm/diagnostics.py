@@ -71,11 +71,19 @@ def top_decile_weight_share(union: TensorDictBase, weights: torch.Tensor, quanti
 @torch.no_grad()
 def correction_rank_correlation(correction, out_key, union: TensorDictBase, true_reward: torch.Tensor,
                                 res_scale: float, device, n: int = 20000, seed: int = 0) -> float:
-    """Spearman's ρ between ``Δr`` and ``true_reward`` (one per row of ``union``) on ``n`` random rows of ``D^O``."""
+    """Spearman's ρ between ``Δr`` and ``true_reward`` (one per row of ``union``) on ``n`` random rows of ``D^O``.
+
+    ``correction``: the correction network (``Δr = res_scale tanh(net)``, ``out_key`` its output), or an
+    :class:`~torchrl_rgm.objectives.RGMLoss` (its :meth:`~torchrl_rgm.objectives.RGMLoss.reward_correction_values`,
+    an anchor included; ``out_key`` and ``res_scale`` unused)."""
     rows = dataset_rows(union).nonzero().flatten()
     pick = rows[torch.randperm(rows.numel(), generator=torch.Generator().manual_seed(seed))[:n]]
     batch = union[pick].to_tensordict().to(device)
-    delta = reward_correction(correction, out_key, batch, res_scale).reshape(-1).float().cpu().numpy()
+    if hasattr(correction, "reward_correction_values"):
+        delta = correction.reward_correction_values(batch)
+    else:
+        delta = reward_correction(correction, out_key, batch, res_scale)
+    delta = delta.reshape(-1).float().cpu().numpy()
     truth = true_reward.reshape(-1)[pick].float().numpy()
     if np.ptp(delta) == 0 or np.ptp(truth) == 0:
         return float("nan")
@@ -167,8 +175,10 @@ def correction_gap_diagnostics(rgm_loss, union: TensorDictBase, initial_observat
     if loss.log_ratio_clip is not None:
         log_rho = log_rho.clamp(-loss.log_ratio_clip, loss.log_ratio_clip)
     target = loss.alpha * (log_rho + 1) + x["v"] - loss.gamma * (1 - x["done"]) * x["v_next"] - x["reward"]
+    # the bound holds on Δr's learnt part, around its anchor (0, or the closed form with correction_anchor)
+    target = target - x["anchor"]
     target = (target - target.median()).reshape(-1).double().cpu()
-    delta = x["delta_r"].reshape(-1).double().cpu()
+    delta = (x["delta_r"] - x["anchor"]).reshape(-1).double().cpu()
     bound = max(float(loss.res_scale), 1e-12)
     corr = torch.corrcoef(torch.stack([delta, target]))[0, 1].item() if delta.std() > 0 else float("nan")
     return {"correction_abs_over_bound": float(delta.abs().mean() / bound),

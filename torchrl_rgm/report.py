@@ -22,7 +22,6 @@ from .data.sharing import TARGET_REWARD, per_source_means  # noqa: E402
 from .diagnostics import (correction_gap_diagnostics, correction_rank_correlation, discriminator_calibration,  # noqa: E402
                           expert_weight_share, start_weight_share, top_decile_weight_share,
                           transition_diagnostics)  # noqa: E402
-from .objectives.rgm import reward_correction  # noqa: E402
 from .train import save_checkpoint  # noqa: E402
 
 __all__ = ["write_json", "save_figure", "plot_learning_curve", "plot_per_source", "plot_reward_correction",
@@ -177,7 +176,7 @@ def report(cfg, source, data, algorithm: Algorithm, learner: Learner, union, his
     corr = {}
     if learner.correction is not None:
         true_reward = _true_reward(source, data)  # loaded once: the figure and the diagnostics both read it
-        corr = _reward_correction_figure(true_reward, data, learner, run_dir, title, device)
+        corr = _reward_correction_figure(true_reward, union, learner, run_dir, title, device)
     save_checkpoint({"actor": learner.actor.state_dict(), "obs_mean": data.obs_mean, "obs_std": data.obs_std},
                     run_dir / "policy.pt")
     scores = [h["normalized_score"] for h in history]
@@ -228,13 +227,13 @@ def _true_reward(source, data) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _reward_correction_figure(true_reward, data, learner: Learner, run_dir, title, device) -> dict:
-    n = min(5000, data.union.shape[0])
-    idx = torch.randperm(data.union.shape[0], generator=torch.Generator().manual_seed(0))[:n]
-    batch = data.union[idx].to_tensordict().to(device)
+def _reward_correction_figure(true_reward, union, learner: Learner, run_dir, title, device) -> dict:
+    """``union``: the training set as the learner reads it (its log-ratio included), row for row the data's union."""
+    n = min(5000, union.shape[0])
+    idx = torch.randperm(union.shape[0], generator=torch.Generator().manual_seed(0))[:n]
+    batch = union[idx].to_tensordict().to(device)
     seen = batch["next", "reward"].squeeze(-1)
-    res_scale = learner.losses["rgm_loss"].res_scale
-    delta = reward_correction(learner.correction, learner.correction.out_keys[0], batch, res_scale).squeeze(-1)
+    delta = learner.losses["rgm_loss"].reward_correction_values(batch).squeeze(-1)
     true_r = true_reward[idx].squeeze(-1)
     real = ~batch["absorbing"].squeeze(-1).cpu() if "absorbing" in batch.keys() else torch.ones(n, dtype=torch.bool)
     return plot_reward_correction(true_r[real].numpy(), seen.cpu()[real].numpy(), (seen + delta).cpu()[real].numpy(),
@@ -287,7 +286,7 @@ def run_diagnostics(cfg, source, algorithm: Algorithm, data, learner: Learner, u
         out.update(correction_gap_diagnostics(learner.losses["rgm_loss"], union, data.initial_observation, device))
     if learner.correction is not None:
         out["spearman_correction_vs_true"] = correction_rank_correlation(
-            learner.correction, learner.correction.out_keys[0], union,
+            learner.losses["rgm_loss"], None, union,
             _true_reward(source, data) if true_reward is None else true_reward,
             learner.losses["rgm_loss"].res_scale, device)
     return out

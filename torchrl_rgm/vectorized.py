@@ -28,7 +28,7 @@ __all__ = ["VectorizedRGMUpdate", "GroupError", "check_groupable"]
 
 #: The loss's hyper-parameters every run of a group must share (they are Python numbers in the one template).
 _LOSS_FIELDS = ("alpha", "gamma", "res_scale", "advantage_clip", "weight_clip", "normalize_weights",
-                "correction_normalize_weights", "log_ratio_clip", "stochastic", "learn_entropy_coef", "use_entropy",
+                "correction_normalize_weights", "log_ratio_clip", "correction_anchor", "stochastic", "learn_entropy_coef", "use_entropy",
                 "target_entropy")
 #: Which stacked parameter belongs to which of RGMUpdate's optimiser groups.
 _GROUP_OF = {"value_network.": "value", "actor_network.": "actor", "reward_correction_network.": "reward_correction",

@@ -116,3 +116,56 @@ def test_normalised_weights_ignore_a_shift_of_the_whole_correction():
         grads[normalize] = shift.grad.item()
     # a pure shift of the pre-tanh output is not exactly a shift of Δr (tanh), so compare sizes
     assert abs(grads[True]) < 0.1 * abs(grads[False]), grads
+
+
+@pytest.mark.parametrize("divergence", ["kl", "chi2", "soft_chi2", "kl_logmeanexp"])
+def test_anchored_correction_starts_at_the_upper_levels_minimiser(divergence):
+    """``correction_anchor``: with V at 0 and the network's output at 0, the lower level's weights are rho itself
+    (w d^D = d^E, what the upper level asks for), whatever the reward, and the upper level's gradient vanishes
+    there; unanchored, the same networks give w = f*'(r~ / alpha), which ignores rho."""
+    torch.manual_seed(0)
+    n, obs_dim = 256, 4
+    log_ratio = torch.randn(n, 1) * 2.0
+    log_ratio = log_ratio - torch.logsumexp(log_ratio, 0) + np.log(n)  # calibrated: E_D[rho] = 1
+    td = TensorDict({
+        "observation": torch.randn(n, obs_dim), "action": torch.randn(n, 1),
+        ("next", "observation"): torch.randn(n, obs_dim), ("next", "reward"): -3.0 * torch.randn(n, 1),
+        ("next", "done"): torch.zeros(n, 1, dtype=torch.bool), "log_density_ratio": log_ratio,
+        "initial_observation": torch.randn(n, obs_dim),
+    }, [n])
+    actor = TensorDictModule(nn.Linear(obs_dim, 1), ["observation"], ["action"])
+    value = TensorDictModule(nn.Linear(obs_dim, 1), ["observation"], ["state_value"])
+    net = nn.Linear(obs_dim + 2, 1)
+    for layer in (value.module, net):
+        nn.init.zeros_(layer.weight), nn.init.zeros_(layer.bias)
+
+    class Correction(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, obs, action, reward):
+            return self.net(torch.cat([obs, action, reward], -1))
+
+    correction = TensorDictModule(Correction(), ["observation", "action", ("next", "reward")], ["logit"])
+    rho = log_ratio.exp()
+    for anchor in (True, False):
+        loss = RGMLoss(value, actor, correction, divergence=divergence, alpha=0.5, correction_anchor=anchor,
+                       advantage_clip=None)
+        w = loss.transition_values(td.clone()).get("visitation_weight")
+        if divergence == "kl_logmeanexp":
+            w = w / w.mean()
+        if anchor:
+            torch.testing.assert_close(w, rho, rtol=1e-4, atol=1e-5)
+            net.zero_grad()
+            loss.reward_correction_loss(td.clone()).backward()
+            assert net.weight.grad.abs().max() < 1e-4 and net.bias.grad.abs().max() < 1e-4
+        else:
+            assert (w - rho).abs().max() > 0.5
+
+
+def test_anchored_correction_needs_a_correction_network():
+    actor = TensorDictModule(nn.Linear(3, 1), ["observation"], ["action"])
+    value = TensorDictModule(nn.Linear(3, 1), ["observation"], ["state_value"])
+    with pytest.raises(ValueError, match="reward_correction_network"):
+        RGMLoss(value, actor, None, correction_anchor=True)

@@ -71,6 +71,8 @@ class RGM(Algorithm):
                 raise AlgorithmError(f"algo.correction_lr must be > 0 or null, got {algo.correction_lr}.")
             if algo.res_scale < 0:
                 raise AlgorithmError(f"algo.res_scale must be ≥ 0, got {algo.res_scale}.")
+            if algo.get("correction_anchor", False) not in (True, False):
+                raise AlgorithmError(f"algo.correction_anchor must be true or false, got {algo.correction_anchor!r}.")
             schedule = algo.get("correction_lr_schedule", "rescaled")
             if schedule not in CORRECTION_LR_SCHEDULES:
                 raise AlgorithmError(f"Unknown algo.correction_lr_schedule {schedule!r}; valid choices are "
@@ -89,7 +91,8 @@ class RGM(Algorithm):
         rgm_loss = RGMLoss(value, actor, correction, divergence=a.divergence, alpha=a.alpha, gamma=a.gamma,
                            advantage_clip=a.advantage_clip, res_scale=a.res_scale if learn_correction else 0.0,
                            weight_clip=a.weight_clip, normalize_weights=a.normalize_weights, action_dim=act_dim,
-                           correction_normalize_weights=a.get("correction_normalize_weights", True))
+                           correction_normalize_weights=a.get("correction_normalize_weights", True),
+                           correction_anchor=bool(a.get("correction_anchor", False)) and learn_correction)
         update = RGMUpdate(
             rgm_loss, value_lr=a.value_lr, value_weight_decay=a.value_weight_decay,
             actor_lr=a.actor_lr, correction_total_steps=correction_horizon(cfg) if correction is not None else None,

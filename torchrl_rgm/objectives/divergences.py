@@ -79,6 +79,11 @@ class FDivergence:
         excess = (advantage - c).clamp(min=0.0)
         return (inside + self.f_star_prime(c) * excess).mean()
 
+    def weight_advantage(self, log_density_ratio: torch.Tensor) -> torch.Tensor:
+        """The advantage ``A`` whose weight :math:`f^{*\\prime}(A)` is :math:`\\rho = e^{\\log d^E/d^D}`:
+        :math:`f'(\\rho)`. With ``V`` held fixed, ``r^ = alpha f'(rho)`` minimises the upper level exactly."""
+        raise NotImplementedError
+
     def visitation_weight(
         self, advantage: torch.Tensor, advantage_clip: float | None = None
     ) -> torch.Tensor:
@@ -120,6 +125,9 @@ class KL(FDivergence):
     def f_star_prime(self, y):
         return torch.exp(y - 1.0)
 
+    def weight_advantage(self, log_density_ratio):
+        return log_density_ratio + 1.0
+
     def expert_divergence(self, weight, log_density_ratio, advantage=None):
         # rho * g(w / rho) with g(x) = x log x - x + 1, i.e. w (log w - log rho) - w + rho.
         # g and x log x differ by (x - 1): the same divergence between normalised visitations,
@@ -146,6 +154,9 @@ class ChiSquared(FDivergence):
 
     def f_star_prime(self, y):
         return F.relu(y + 1.0)
+
+    def weight_advantage(self, log_density_ratio):
+        return log_density_ratio.exp() - 1.0
 
 
 class SoftChiSquared(FDivergence):
@@ -174,6 +185,9 @@ class SoftChiSquared(FDivergence):
         above = y + 1.0
         return torch.where(y < 0.0, below, above)
 
+    def weight_advantage(self, log_density_ratio):
+        return torch.where(log_density_ratio < 0.0, log_density_ratio, log_density_ratio.exp() - 1.0)
+
 
 class KLLogMeanExp(KL):
     """KL with the normalisation imposed explicitly (SMODICE / reference-code form).
@@ -193,6 +207,9 @@ class KLLogMeanExp(KL):
         flat = advantage.reshape(-1)
         log_mean = torch.logsumexp(flat, 0) - math.log(flat.numel())
         return torch.exp(advantage - log_mean)
+
+    def weight_advantage(self, log_density_ratio):
+        return log_density_ratio  # weights are exp(A) / E[exp A]: any constant shift gives the same ones
 
     def expert_divergence(self, weight, log_density_ratio, advantage=None):
         # the weights are batch-normalised here, so the plain x log x form has no drift

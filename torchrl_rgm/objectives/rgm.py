@@ -87,6 +87,11 @@ class RGMLoss(LossModule):
             ``rho`` (:func:`~torchrl_rgm.objectives.reward_correction.reward_correction_objective`); False
             compares raw ``w``, as the paper writes it. Default True.
         log_ratio_clip (float or None): clamp of ``|log d^E/d^D|`` in the upper level. Default 20.
+        correction_anchor (bool): centre ``Δr`` at the upper level's exact minimiser for ``V`` held at 0,
+            :math:`\Delta r = \alpha f'(\rho) - \tilde r + \mathrm{res\_scale}\tanh(\text{net})`, so that the lower
+            level starts from ``w = rho`` (the visitation the objective asks for) and the network learns a bounded
+            departure from it; False (paper) centres it at 0, ``r^ = r~`` at the start. With a correction network
+            only. Default False.
         entropy_coef ("auto", float or None): tanh-Gaussian actors only; "auto"
             learns it towards ``target_entropy``. Default "auto".
         target_entropy (float or "auto"): "auto" is ``-action_dim``.
@@ -155,6 +160,7 @@ class RGMLoss(LossModule):
         normalize_weights: bool = True,
         correction_normalize_weights: bool = True,
         log_ratio_clip: float | None = 20.0,
+        correction_anchor: bool = False,
         entropy_coef: str | float | None = "auto",
         target_entropy: str | float = "auto",
         action_dim: int | None = None,
@@ -169,6 +175,9 @@ class RGMLoss(LossModule):
         self.normalize_weights = bool(normalize_weights)
         self.correction_normalize_weights = bool(correction_normalize_weights)
         self.log_ratio_clip = check_optional_positive("log_ratio_clip", log_ratio_clip)
+        if correction_anchor and reward_correction_network is None:
+            raise ValueError("correction_anchor centres the reward correction: it needs a reward_correction_network.")
+        self.correction_anchor = bool(correction_anchor)
 
         self.value_network = value_network
         self.actor_network = actor_network
@@ -271,15 +280,36 @@ class RGMLoss(LossModule):
             self.value_network, self._value_in, self._value_out, init_obs, obs, next_obs
         )
         if self.reward_correction_network is not None:
-            delta_r = reward_correction(self.reward_correction_network, self._correction_out,
-                                        self._network_input(self.reward_correction_network, tensordict), self.res_scale)
+            delta_r, anchor = self._delta_r(tensordict, reward)
             corrected = reward + delta_r.detach()
         else:
-            delta_r = torch.zeros_like(reward)
+            delta_r = anchor = torch.zeros_like(reward)
             corrected = reward
         advantage = (corrected + self.gamma * (1.0 - done) * v_next - v) / self.alpha
         return {"obs": obs, "reward": reward, "done": done, "v0": v0, "v": v, "v_next": v_next, "delta_r": delta_r,
-                "corrected": corrected, "advantage": advantage}
+                "anchor": anchor, "corrected": corrected, "advantage": advantage}
+
+    def _delta_r(self, tensordict: TensorDictBase, reward: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(Δr, its anchor)``: ``anchor + res_scale tanh(net)`` (with its graph), the anchor 0 unless
+        ``correction_anchor``, then ``alpha f'(rho) - r~`` — the upper level's minimiser at ``V = 0``."""
+        delta_r = reward_correction(self.reward_correction_network, self._correction_out,
+                                    self._network_input(self.reward_correction_network, tensordict), self.res_scale)
+        if not self.correction_anchor:
+            return delta_r, torch.zeros_like(reward)
+        log_ratio = as_column(self._read(tensordict, self.tensor_keys.log_density_ratio, "log_density_ratio"))
+        log_ratio = log_ratio.to(reward.dtype)
+        if self.log_ratio_clip is not None:
+            log_ratio = log_ratio.clamp(-self.log_ratio_clip, self.log_ratio_clip)
+        anchor = self.alpha * self.divergence.weight_advantage(log_ratio) - reward
+        return delta_r + anchor, anchor
+
+    @torch.no_grad()
+    def reward_correction_values(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """``Δr`` per transition of ``tensordict`` (anchor included; no ``V`` needed), detached."""
+        if self.reward_correction_network is None:
+            raise ValueError("This RGMLoss has no reward-correction network.")
+        reward = as_column(self._read(tensordict, next_key(self.tensor_keys.reward), "reward"))
+        return self._delta_r(tensordict, reward.float())[0]
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """All terms on one batch: ``loss_value``, ``loss_actor`` (+ ``loss_entropy_coef`` when β is learnt,
