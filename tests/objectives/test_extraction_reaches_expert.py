@@ -31,14 +31,14 @@ from .tabular import minimise_value_loss
 S, GAMMA = 6, 0.9
 
 
-def chain_data(forever: bool) -> TensorDict:
+def chain_data(forever: bool, reward_die: float = 0.0) -> TensorDict:
     rows = [(s, a) for s in range(S) for a in range(2)]
     eye = torch.eye(S, dtype=torch.float64)
     td = TensorDict({
         "observation": eye[[s for s, _ in rows]],
         "action": torch.eye(2, dtype=torch.float64)[[a for _, a in rows]],
         "next": {"observation": eye[[min(s + 1, S - 1) if a == 0 else s for s, a in rows]],
-                 "reward": torch.zeros(len(rows), 1, dtype=torch.float64),
+                 "reward": torch.tensor([[reward_die * (a == 1)] for _, a in rows], dtype=torch.float64),
                  "terminated": torch.tensor([[a == 1] for _, a in rows]),
                  "done": torch.tensor([[a == 1] for _, a in rows])},
     }, [len(rows)])
@@ -58,9 +58,11 @@ def expert_visitation(td: TensorDict) -> np.ndarray:
     return d
 
 
-def extract(forever: bool, confidence: float, calibrate: bool) -> tuple[np.ndarray, float]:
-    """RGM (both levels, zero reward) on the chain; ``(P(advance | s) for each s, expert's share of the weight)``."""
-    td = chain_data(forever)
+def extract(forever: bool, confidence: float, calibrate: bool, reward_die: float = 0.0,
+            anchor: bool = False) -> tuple[np.ndarray, float]:
+    """RGM (both levels; the reward 0, or ``reward_die`` for dying) on the chain; ``(P(advance | s) for each s,
+    expert's share of the weight)``."""
+    td = chain_data(forever, reward_die)
     n = td.shape[0]
     d_expert, d_data = expert_visitation(td), np.full(n, 1.0 / n)
     log_rho = confidence * np.log((0.99 * d_expert + 0.01 * d_data) / d_data)  # an under-confident discriminator
@@ -75,7 +77,7 @@ def extract(forever: bool, confidence: float, calibrate: bool) -> tuple[np.ndarr
     correction = TensorDictModule(nn.Linear(n, 1, bias=False, dtype=torch.float64), ["pair"], ["logit"])
     nn.init.zeros_(correction.module.weight)
     loss = RGMLoss(value, actor, correction, divergence="kl", alpha=0.5, gamma=GAMMA, res_scale=3.0,
-                   advantage_clip=None, weight_clip=None)
+                   advantage_clip=None, weight_clip=None, correction_anchor=anchor)
     opt = torch.optim.Adam(correction.parameters(), lr=0.1)
     for _ in range(5):  # two time-scales: V solved with Δr fixed, then Δr moves with V fixed
         minimise_value_loss(loss, td.clone(), list(value.parameters()), iters=100)
@@ -113,3 +115,15 @@ def test_an_under_confident_ratio_spreads_the_weight_and_the_temperature_fit_res
     assert raw[1] < 0.8, raw  # most weight still on the expert's rows, far from all of it
     assert calibrated[1] > 0.95 and calibrated[1] > raw[1] + 0.15, (raw, calibrated)
     assert calibrated[0].min() > 0.97, calibrated
+
+
+def test_a_wrong_reward_beyond_the_bound_is_undone_by_the_anchored_correction_only():
+    """A reward that pays 50 for dying, more than the bound ``res_scale = 3`` can outweigh even on every later
+    step (3 / (1 - gamma) = 30): the paper's correction, centred at 0, cannot undo it and RGM dies in some states;
+    centred at the upper level's minimiser (``correction_anchor``) the lower level starts at ``w = rho`` and stays
+    there: BC on the expert."""
+    bounded = extract(forever=True, confidence=1.0, calibrate=False, reward_die=50.0)
+    anchored = extract(forever=True, confidence=1.0, calibrate=False, reward_die=50.0, anchor=True)
+    print(dict(bounded=bounded, anchored=anchored))
+    assert anchored[0].min() > 0.99 and anchored[1] > 0.99, anchored
+    assert bounded[0].min() < 0.9 and bounded[1] < 0.9, bounded
