@@ -307,9 +307,14 @@ def test_paper_protocol_composes_each_part():
     for cfg in (ours, paper, mixed):
         validate(cfg)
     assert (ours.dataset.add_expert_to_union, ours.dataset.expert_union_reward, ours.data.terminal_done,
-            ours.algo.correction_zero_init, ours.reward.name) == (True, "given", False, False, "negated")
+            ours.algo.correction_zero_init, ours.reward.name) == (True, "given", False, True, "negated")
     assert (paper.dataset.add_expert_to_union, paper.dataset.expert_union_reward, paper.data.terminal_done,
             paper.algo.correction_zero_init, paper.reward.name) == (False, "zero", True, True, "partial")
+    # our protocol: Δr anchored at the upper level's minimiser, a sharp calibrated ratio, w-proportional extraction;
+    # the authors': Δr centred at 0, gradient penalty 10, the raw logit, the batch weighted
+    rgm_fields = ("correction_anchor", "gradient_penalty", "density_ratio_temperature", "extraction_sampling")
+    assert tuple(ours.algo[f] for f in rgm_fields) == (True, 0.0, "auto", "weighted")
+    assert tuple(paper.algo[f] for f in rgm_fields) == (False, 10.0, 1.0, "uniform")
     assert mixed.reward.name == "true" and mixed.dataset.add_expert_to_union and mixed.data.terminal_done
     assert (correction_lr(ours), correction_horizon(ours)) == (pytest.approx(3.75e-5), 8000)
     assert (correction_lr(paper), correction_horizon(paper)) == (3e-7, 1_000_000)
