@@ -78,3 +78,14 @@ def set_dice_hyperparameters(loss, *, divergence, alpha, gamma, res_scale, advan
     loss.gamma = check_gamma(gamma)
     loss.res_scale = check_positive("res_scale", res_scale, allow_zero=True)
     loss.advantage_clip = check_optional_positive("advantage_clip", advantage_clip)
+
+
+def reparameterised_sample(dist, tensordict: TensorDictBase, key: NestedKey) -> torch.Tensor:
+    """``dist.rsample()`` of a tanh-Gaussian, with ``tensordict[key]`` as the standard-normal draw when it has one."""
+    if key not in tensordict.keys(True):
+        return dist.rsample()
+    root = dist.root_dist  # the Normal under the tanh: rsample is loc + noise * scale, then the transforms
+    x = root.loc + tensordict.get(key).to(root.loc.dtype) * root.scale
+    for transform in dist.transforms:
+        x = transform(x)
+    return x

@@ -27,13 +27,22 @@ from tensordict import TensorDictBase
 from ._utils import as_column
 from .divergences import FDivergence
 
-__all__ = ["reward_correction", "reward_correction_objective"]
+__all__ = ["correction_anchor", "reward_correction", "reward_correction_objective"]
 
 
 def reward_correction(network, out_key, inputs: TensorDictBase, res_scale: float) -> torch.Tensor:
     r""":math:`\Delta r = \mathrm{res\_scale} \cdot \tanh(\text{net}(s, a, \tilde r))` on ``inputs`` (the
     network's in_keys)."""
     return res_scale * torch.tanh(as_column(network(inputs.select(*network.in_keys)).get(out_key)))
+
+
+def correction_anchor(divergence: FDivergence, log_ratio: torch.Tensor, reward: torch.Tensor, alpha: float,
+                      log_ratio_clip: float | None) -> torch.Tensor:
+    r""":math:`\alpha f'(\rho) - \tilde r`: the upper level's minimiser with ``V`` at 0, where the lower level starts
+    (:class:`~torchrl_rgm.objectives.RGMLoss` with ``correction_anchor``: ``w = rho`` before any learning)."""
+    if log_ratio_clip is not None:
+        log_ratio = log_ratio.clamp(-log_ratio_clip, log_ratio_clip)
+    return alpha * divergence.weight_advantage(log_ratio.to(reward.dtype)) - reward
 
 
 def reward_correction_objective(divergence: FDivergence, *, reward, delta_r, done, v, v_next, log_ratio, gamma: float,

@@ -10,17 +10,10 @@ from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey, unravel_key
 from torchrl.objectives.common import LossModule
 
-from ._utils import (
-    as_column,
-    check_optional_positive,
-    check_positive,
-    next_key,
-    set_dice_hyperparameters,
-    read_entry,
-    single_key,
-)
+from ._utils import (as_column, check_optional_positive, check_positive, next_key, read_entry, reparameterised_sample,
+                     set_dice_hyperparameters, single_key)
 from .divergences import FDivergence
-from .reward_correction import reward_correction, reward_correction_objective
+from .reward_correction import correction_anchor, reward_correction, reward_correction_objective
 
 __all__ = ["RGMLoss", "evaluate_state_values", "reward_correction"]
 
@@ -87,11 +80,8 @@ class RGMLoss(LossModule):
             ``rho`` (:func:`~torchrl_rgm.objectives.reward_correction.reward_correction_objective`); False
             compares raw ``w``, as the paper writes it. Default True.
         log_ratio_clip (float or None): clamp of ``|log d^E/d^D|`` in the upper level. Default 20.
-        correction_anchor (bool): centre ``Δr`` at the upper level's exact minimiser for ``V`` held at 0,
-            :math:`\Delta r = \alpha f'(\rho) - \tilde r + \mathrm{res\_scale}\tanh(\text{net})`, so that the lower
-            level starts from ``w = rho`` (the visitation the objective asks for) and the network learns a bounded
-            departure from it; False (paper) centres it at 0, ``r^ = r~`` at the start. With a correction network
-            only. Default False.
+        correction_anchor (bool): :math:`\Delta r = \alpha f'(\rho) - \tilde r + \mathrm{res\_scale}\tanh(\text{net})`,
+            centred at the upper level's minimiser for ``V = 0`` (``w = rho`` at the start); False (paper): at 0.
         entropy_coef ("auto", float or None): tanh-Gaussian actors only; "auto"
             learns it towards ``target_entropy``. Default "auto".
         target_entropy (float or "auto"): "auto" is ``-action_dim``.
@@ -290,17 +280,13 @@ class RGMLoss(LossModule):
                 "anchor": anchor, "corrected": corrected, "advantage": advantage}
 
     def _delta_r(self, tensordict: TensorDictBase, reward: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(Δr, its anchor)``: ``anchor + res_scale tanh(net)`` (with its graph), the anchor 0 unless
-        ``correction_anchor``, then ``alpha f'(rho) - r~`` — the upper level's minimiser at ``V = 0``."""
+        """``(Δr, its anchor)``: ``anchor + res_scale tanh(net)`` (with its graph); the anchor 0 unless anchored."""
         delta_r = reward_correction(self.reward_correction_network, self._correction_out,
                                     self._network_input(self.reward_correction_network, tensordict), self.res_scale)
         if not self.correction_anchor:
             return delta_r, torch.zeros_like(reward)
         log_ratio = as_column(self._read(tensordict, self.tensor_keys.log_density_ratio, "log_density_ratio"))
-        log_ratio = log_ratio.to(reward.dtype)
-        if self.log_ratio_clip is not None:
-            log_ratio = log_ratio.clamp(-self.log_ratio_clip, self.log_ratio_clip)
-        anchor = self.alpha * self.divergence.weight_advantage(log_ratio) - reward
+        anchor = correction_anchor(self.divergence, log_ratio, reward, self.alpha, self.log_ratio_clip)
         return delta_r + anchor, anchor
 
     @torch.no_grad()
@@ -400,21 +386,10 @@ class RGMLoss(LossModule):
         loss_actor = -(log_prob if bc_weight is None else bc_weight * log_prob).mean()
         if not self.use_entropy:
             return loss_actor, None
-        sample = self._reparameterised_sample(dist, tensordict if noise is None else noise)
+        sample = reparameterised_sample(dist, tensordict if noise is None else noise, self.tensor_keys.actor_noise)
         sample_log_prob = as_column(dist.log_prob(sample))
         loss_actor = loss_actor + self.log_entropy_coef.detach().exp() * sample_log_prob.mean()
         loss_coef = None
         if self.learn_entropy_coef:
             loss_coef = -self.log_entropy_coef * (sample_log_prob.detach().mean() + self.target_entropy)
         return loss_actor, loss_coef
-
-    def _reparameterised_sample(self, dist, tensordict: TensorDictBase) -> torch.Tensor:
-        """``dist.rsample()``, with the batch's ``actor_noise`` as the standard-normal draw when it has one."""
-        key = self.tensor_keys.actor_noise
-        if key not in tensordict.keys(True):
-            return dist.rsample()
-        root = dist.root_dist  # the Normal under the tanh: rsample is loc + noise * scale, then the transforms
-        x = root.loc + tensordict.get(key).to(root.loc.dtype) * root.scale
-        for transform in dist.transforms:
-            x = transform(x)
-        return x
