@@ -36,7 +36,7 @@ from torchrl_rgm.algorithms import get_algorithm
 from torchrl_rgm.generation.build import build_missing
 from torchrl_rgm.diagnostics import transition_diagnostics
 from torchrl_rgm.sources import make_source
-from torchrl_rgm.train import load_checkpoint, log_density_ratio
+from torchrl_rgm.train import load_checkpoint
 
 NAMESPACE, ENV = "rgm-tutorial", "hopper"
 build_missing(ENV, ["medium-replay", "expert"], scale=0.1, namespace=NAMESPACE)  # once; a tenth of the default sizes
@@ -94,7 +94,10 @@ for name, run in runs.items():
     cfg, data = run["cfg"], run["data"]
     learner = get_algorithm(cfg.algo.name).build(cfg, data, "cpu")
     learner.load_networks(load_checkpoint(run["run_dir"] / "checkpoint.pt"))
-    union = data.union.to_tensordict()
+    # The union as the update saw it: with the frozen discriminator's calibrated log d^E/d^D, which the
+    # anchored correction reads (the recipe's prepare_union).
+    union = get_algorithm(cfg.algo.name).prepare_union(cfg, learner, data.union.to_tensordict(), "cpu",
+                                                       expert=data.expert.to_tensordict())
     diag = transition_diagnostics(learner.losses["rgm_loss"], union, data.initial_observation, "cpu")
     real = ~union["absorbing"].reshape(-1)
     true_r = make_source(cfg).load(reward="true").union["next", "reward"].reshape(-1)[real].numpy()
@@ -103,7 +106,7 @@ for name, run in runs.items():
                      "corrected": diag["corrected_reward"].reshape(-1)[real].numpy(),
                      "w": diag["visitation_weight"].reshape(-1)[real].numpy(),
                      "expert": union["is_expert"].reshape(-1)[real].numpy(),
-                     "log_ratio": log_density_ratio(learner.discriminator_loss, union[real], normalize=True).reshape(-1).numpy()}
+                     "log_ratio": union["log_density_ratio"].reshape(-1)[real].numpy()}
     r = per_run[name]
     print(f"{name:14s} Spearman with the true reward: seen {spearmanr(r['true'], r['seen'])[0]:+.2f}, "
           f"corrected {spearmanr(r['true'], r['corrected'])[0]:+.2f}, w {spearmanr(r['true'], r['w'])[0]:+.2f}")
@@ -130,9 +133,11 @@ fig.tight_layout()
 # %%
 # How to read these:
 #
-# * **Reward.** The given reward is the true one mirrored; RGM's correction bends it so that it rises
-#   with the true reward over much of the data — not exactly (:math:`|\Delta r|` is bounded by
-#   ``res_scale``), only as much as the expert's visitation needs.
+# * **Reward.** The given reward is the true one mirrored; RGM's correction replaces it near
+#   :math:`\alpha f'(\rho)` (the *anchor*, from the discriminator's ratio :math:`\rho = d^E/d^D`) plus a learnt
+#   departure bounded by ``res_scale``, so that it rises with the true reward over much of the data — not
+#   exactly: the anchor knows only how expert-like a transition is, and the departure moves only as much as
+#   the expert's visitation needs.
 # * **Where w puts its mass.** With the correction, :math:`w` mostly rises with the true reward (its
 #   rank correlation with it, printed above, is positive): the policy imitates the better transitions
 #   of the union. Without it, :math:`w` is largest on the *worst* transitions — the failure, visible
@@ -142,6 +147,6 @@ fig.tight_layout()
 #   (``budget.discriminator_steps``), or give it more expert data (``dataset.n_expert_trajectories``).
 #
 # Other signs of trouble, in ``summary.json`` and the logs: ``reward_correction_abs`` stuck at
-# ``res_scale`` (every :math:`\Delta r` saturated — the correction cannot move further, see the
+# ``res_scale`` (every learnt departure saturated — the correction cannot move further, see the
 # Design notes' *Decisions worth knowing*), and a ``weight_union`` that collapses towards 0 (the policy
 # only clones the expert's few transitions, with the variance that brings).
