@@ -106,3 +106,40 @@ def test_discriminator_calibration_by_hand():
     exact[300:320] = 0.0
     union.set("log_density_ratio", exact)
     assert discriminator_calibration(union)["discriminator_expert_rho"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_transition_diagnostics_of_an_anchored_loss_need_the_prepared_union():
+    """An anchored RGMLoss reads the discriminator's ratio: on a union without it the diagnostics name the fix;
+    on the prepared union, with V and the correction's output at 0, w is rho and r + Δr is α log rho + α (KL)."""
+    from torchrl_rgm.diagnostics import transition_diagnostics
+    from torchrl_rgm.objectives import RGMLoss
+    torch.manual_seed(0)
+    n, d = 64, 3
+    log_ratio = torch.randn(n, 1)
+    log_ratio = log_ratio - torch.logsumexp(log_ratio, 0) + np.log(n)
+    union = TensorDict({"observation": torch.randn(n, d), "action": torch.randn(n, 1),
+                        ("next", "observation"): torch.randn(n, d), ("next", "reward"): torch.randn(n, 1),
+                        ("next", "done"): torch.zeros(n, 1, dtype=torch.bool)}, [n])
+    actor = TensorDictModule(nn.Linear(d, 1), ["observation"], ["action"])
+    value = TensorDictModule(nn.Linear(d, 1), ["observation"], ["state_value"])
+    net = nn.Linear(d + 2, 1)
+    for layer in (value.module, net):
+        nn.init.zeros_(layer.weight), nn.init.zeros_(layer.bias)
+
+    class Correction(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, obs, action, reward):
+            return self.net(torch.cat([obs, action, reward], -1))
+
+    correction = TensorDictModule(Correction(), ["observation", "action", ("next", "reward")], ["logit"])
+    loss = RGMLoss(value, actor, correction, divergence="kl", alpha=0.5, correction_anchor=True, advantage_clip=None)
+    init = torch.randn(5, d)
+    with pytest.raises(ValueError, match="prepare_union"):
+        transition_diagnostics(loss, union, init)
+    union.set("log_density_ratio", log_ratio)
+    diag = transition_diagnostics(loss, union, init, chunk=16)
+    torch.testing.assert_close(diag["visitation_weight"], log_ratio.exp(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(diag["corrected_reward"], 0.5 * (log_ratio + 1.0), rtol=1e-4, atol=1e-5)

@@ -96,6 +96,11 @@ def transition_diagnostics(rgm_loss, union: TensorDictBase, initial_observation:
     """Per transition of ``union``, from a trained :class:`~torchrl_rgm.objectives.RGMLoss`
     (:meth:`~torchrl_rgm.objectives.RGMLoss.transition_values` in chunks): the corrected reward ``r + Δr``
     (learner's units; ``r`` without a correction network) and the visitation weight ``w = d^π/d^D``."""
+    key = rgm_loss.tensor_keys.log_density_ratio
+    if getattr(rgm_loss, "correction_anchor", False) and key not in union.keys(include_nested=True):
+        raise ValueError(f"This RGMLoss anchors its correction at the discriminator's ratio, and the union has no "
+                         f"{key!r}: pass the union as the update saw it, "
+                         f"algorithm.prepare_union(cfg, learner, union, device, expert=data.expert).")
     corrected, weight = [], []
     init = initial_observation.to(device)
     for start in range(0, union.shape[0], chunk):
