@@ -80,7 +80,8 @@ COLUMNS = ["env", "dataset", "reward", "algo", "seed", "final_score", "best_scor
 KEY = ("env", "dataset", "reward", "algo", "seed")
 ENVS = ("hopper", "walker2d", "halfcheetah")
 DATASETS = ("random", "medium", "medium-replay", "medium-expert")
-REWARDS = ("true", "partial", "negated", "zero", "sparse", "noisy", "other_task")
+#: ``partial25``: the paper's sign flips at p = 0.25 (E[r~] = r / 2; at the paper's p = 0.5 the reward's mean is 0).
+REWARDS = ("true", "partial", "partial25", "negated", "zero", "sparse", "noisy", "other_task")
 ANY = "any"  # reward column of the algorithms that ignore the reward
 
 GRIDS = {
@@ -99,7 +100,7 @@ GRIDS = {
     # protocol (D = D^O ∪ D^E, so every method holds the trajectory), BC on it alone, rewards labelled from it
     # (SEABO, OTR) for offline RL, the deciding grid's budget.
     "expert_baselines": dict(envs=["hopper", "halfcheetah", "walker2d"], datasets=["medium-replay"],
-                             rewards=["true", "negated", "partial", "zero"],
+                             rewards=["true", "negated", "partial25", "partial", "zero"],
                              algos=["rgm", "rgm_bounded", "rgm_calibrated", "rgm_sharp", "smodice_sharp", "bc", "bc_expert", "iql", "td3bc", "seabo_iql", "otr_iql"],
                              seeds=3, updates=24000, eval_every=4000, eval_episodes=10, discriminator_steps=1000,
                              skip=[["iql", "zero"], ["td3bc", "zero"]]),
@@ -164,7 +165,7 @@ def make_cells(envs, datasets, rewards, algos, seeds: int, skip=()) -> list[Cell
 
 # Within a seed, the runs the deciding targets compare come first (docs/results.md, "When does the correction pay?").
 _ALGO_ORDER = ("rgm", "smodice", "dwbc", "td3bc", "iql", "bc")
-_REWARD_ORDER = ("partial", "zero", "true", "negated")
+_REWARD_ORDER = ("partial", "zero", "true", "negated", "partial25")
 
 
 def run_order(cell: Cell) -> tuple:
@@ -382,6 +383,46 @@ def target_lines(summary: dict) -> list[str]:
     return lines
 
 
+def expert_target_lines(rows: list[dict]) -> list[str]:
+    """The expert-baselines targets (issue 28), where the grid has their runs: RGM ≥ BC(D^E) − 5 per task and reward;
+    RGM(true), RGM(partial25) ≥ max(seabo_iql, otr_iql) + 5 on the mean over tasks; RGM(negated) ≥
+    max(iql, td3bc)(negated) + 10 per task. Each gap over the seeds both sides have."""
+    def task_means(reward, algo):
+        return {t: v for t, v in _per_task(rows, reward, algo).items()}
+
+    def paired(a, b, task):
+        seeds = set(a.get(task, {})) & set(b.get(task, {}))
+        return (float(np.mean([a[task][s] for s in seeds]) - np.mean([b[task][s] for s in seeds])), len(seeds)) \
+            if seeds else None
+
+    def row(label, gap, margin, seeds):
+        return f"| {label} | {gap:+.1f} | {seeds} | ≥ {margin:+.0f} | {'met' if gap >= margin else 'missed'} |"
+
+    lines = []
+    rewards = [w for w in REWARDS if any(r["reward"] == w and r["algo"] == "rgm" for r in rows)]
+    bc = task_means(ANY, "bc_expert")
+    for reward in rewards:
+        rgm = task_means(reward, "rgm")
+        for task in sorted(rgm):
+            found = paired(rgm, bc, task)
+            if found:
+                lines.append(row(f"{task[0]} {reward}: rgm − bc_expert", found[0], -5, found[1]))
+    for reward in ("true", "partial25"):
+        each = [g for g in (_common_task_gap(rows, (reward, "rgm"), (reward, o)) for o in ("seabo_iql", "otr_iql"))
+                if g is not None]
+        if each:
+            g, n = min(each)
+            lines.append(row(f"mean over {n} task{'s' if n != 1 else ''}, {reward}: rgm − max(seabo_iql, otr_iql)",
+                             g, 5, "–"))
+    rgm = task_means("negated", "rgm")
+    for task in sorted(rgm):
+        each = [g for g in (paired(rgm, task_means("negated", o), task) for o in ("iql", "td3bc")) if g is not None]
+        if each:
+            g, n = min(each)
+            lines.append(row(f"{task[0]} negated: rgm − max(iql, td3bc)", g, 10, n))
+    return lines
+
+
 def _per_task(rows: list[dict], reward: str, algo: str) -> dict:
     """``{(env, dataset): {seed: final score}}`` of one algorithm's ok runs with one reward."""
     col = ANY if algo in REWARD_AGNOSTIC else reward
@@ -525,6 +566,11 @@ def markdown(rows: list[dict], spec: dict) -> str:
                                                          "complete" if uneven else "") + "):", "",
                 "| reward | comparison | gap | target | |",
                 "|---|---|---:|---|---|", *targets]
+    expert = expert_target_lines(rows) if any(r["algo"] == "bc_expert" for r in ok) else []
+    if expert:
+        out += ["", "RGM against the obvious uses of the one expert trajectory (targets; mean over the seeds both "
+                "sides have, their number given):", "", "| comparison | gap | seeds | target | |",
+                "|---|---:|---:|---|---|", *expert]
     if failed:
         out += ["", "Failed runs:", ""] + [f"- {r['env']} {r['dataset']} {r['reward']} {r['algo']} s{r['seed']}: "
                                            f"{r['error']}" for r in failed]
