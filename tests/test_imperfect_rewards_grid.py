@@ -357,3 +357,25 @@ def test_report_only_describes_the_rows_with_the_settings_they_were_run_with(tmp
     text = csv_path.with_suffix(".md").read_text()
     assert "24000 updates" in text and "`protocol=paper reward.kwargs.p=0.25`" in text
     assert csv_path.with_suffix(".spec.json").read_text() == before and csv_path.with_suffix(".png").exists()
+
+
+def test_expert_baseline_targets_from_rows():
+    """Issue 28's targets by hand: per task against BC on the expert (seeds both sides have), over tasks against the
+    better of SEABO and OTR, per task on the negated reward against the better of IQL and TD3+BC."""
+    scores = {("hopper", "true", "rgm"): [50, 60], ("hopper", "negated", "rgm"): [90, 96, 99],
+              ("walker2d", "partial25", "rgm"): [70, 74], ("hopper", "any", "bc_expert"): [99, 99],
+              ("walker2d", "any", "bc_expert"): [70, 80], ("hopper", "any", "seabo_iql"): [30, 40],
+              ("hopper", "any", "otr_iql"): [52, 52], ("walker2d", "any", "otr_iql"): [60, 64],
+              ("hopper", "negated", "iql"): [1, 3], ("hopper", "negated", "td3bc"): [80, 86]}
+    rows = [dict(env=env, dataset="medium-replay", reward=reward, algo=algo, seed=str(seed), final_score=str(x),
+                 best_score="", wall_s="1", status="ok", error="")
+            for (env, reward, algo), xs in scores.items() for seed, x in enumerate(xs)]
+    assert grid.expert_target_lines(rows) == [
+        "| hopper true: rgm − bc_expert | -44.0 | 2 | ≥ -5 | missed |",
+        "| walker2d partial25: rgm − bc_expert | -3.0 | 2 | ≥ -5 | met |",
+        "| hopper negated: rgm − bc_expert | -6.0 | 2 | ≥ -5 | missed |",   # seed 2 has no bc_expert run
+        "| mean over 1 task, true: rgm − max(seabo_iql, otr_iql) | +3.0 | – | ≥ +5 | missed |",
+        "| mean over 1 task, partial25: rgm − max(seabo_iql, otr_iql) | +10.0 | – | ≥ +5 | met |",
+        "| hopper negated: rgm − max(iql, td3bc) | +10.0 | 2 | ≥ +10 | met |",
+    ]
+    assert "partial25" in grid.GRIDS["expert_baselines"]["rewards"]

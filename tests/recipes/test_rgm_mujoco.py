@@ -375,3 +375,22 @@ def test_a_run_flushes_subnormal_floats(tmp_path):
         assert (tiny * 1e-10).item() == 0.0
     finally:
         torch.set_flush_denormal(False)
+
+
+def test_partial25_reward_flips_a_quarter_of_the_signs():
+    """reward=partial25 is the paper's partial reward at p = 0.25: a quarter of the rewards flipped (not the half
+    that p = 0.5 flips), so the given reward's mean is half the true one's."""
+    import torch
+    from hydra import compose, initialize_config_dir
+    from tensordict import TensorDict
+
+    from torchrl_rgm.data.rewards import make_reward_transform
+
+    with initialize_config_dir(config_dir=str(ROOT / "recipes" / "config"), version_base=None):
+        cfg = compose(config_name="rgm_mujoco", overrides=["reward=partial25"])
+    assert cfg.reward.name == "partial"
+    n = 20_000
+    td = TensorDict({"transition_id": torch.arange(n), ("next", "reward"): torch.ones(n, 1)}, [n])
+    out = make_reward_transform(cfg.reward.name, **cfg.reward.kwargs)(td)
+    flipped = (out["next", "reward"] < 0).float().mean().item()
+    assert abs(flipped - 0.25) < 0.02, flipped
