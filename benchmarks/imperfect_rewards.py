@@ -45,25 +45,27 @@ def _variant(*settings: dict) -> list[str]:
 #: RGM as the paper sets it (and as ``algo=rgm`` was before it defaulted to the anchored correction): Δr centred
 #: at 0 from a random start, the discriminator with gradient penalty 10 and its raw logit, the update's batch weighted.
 BOUNDED = {"algo.correction_anchor": "false", "algo.correction_zero_init": "false", "algo.gradient_penalty": 10,
-           "algo.density_ratio_temperature": 1.0, "algo.extraction_sampling": "uniform"}
+           "algo.density_ratio_temperature": 1.0, "algo.extraction_sampling": "uniform", "algo.weight_clip": 100}
 CALIBRATED = {"algo.density_ratio_temperature": "auto", "data.terminal_absorbing_loop": "false"}
 #: Named configurations of a registered algorithm the grid can run beside it: ``name -> (algorithm, overrides)``.
 #: ``rgm_bounded``: the paper's RGM (:data:`BOUNDED`). ``rgm_calibrated``: that with the discriminator's temperature
 #: fitted by maximum likelihood and an absorbing state that lasts (docs/results.md, "Why RGM's weights miss the
 #: expert"). ``rgm_sharp``: the same with the discriminator trained without its gradient penalty (whose smoothing caps
 #: BC on rows drawn by ``ρ`` at 6-11 on hopper: benchmarks/ratio_ceiling.py); ``smodice_sharp``: SMODICE with that
-#: discriminator and weighted extraction sampling. ``rgm`` itself is the recipe's default (the anchored correction).
+#: discriminator and weighted extraction sampling. ``rgm_clip100``: the default with its extraction weights clipped at
+#: 100 (the default until the weights drawn in proportion to w went unclipped). ``rgm`` itself is the recipe's default.
 ALGO_VARIANTS = {
     "rgm_bounded": ("rgm", _variant(BOUNDED)),
     "rgm_calibrated": ("rgm", _variant(BOUNDED, CALIBRATED)),
     "rgm_sharp": ("rgm", _variant(BOUNDED, CALIBRATED, {"algo.gradient_penalty": 0})),
+    "rgm_clip100": ("rgm", _variant({"algo.weight_clip": 100})),
     "smodice_sharp": ("smodice", ["algo.density_ratio_temperature=auto", "algo.gradient_penalty=0",
                                   "algo.extraction_sampling=weighted"]),
 }
 #: The single-task algorithms the grid compares (the registry's, less the data-sharing variants, and the variants).
 #: The deciding grid's six (the quick, paper-protocol and full presets).
 DECIDING_ALGOS = ("rgm", "smodice", "dwbc", "bc", "iql", "td3bc")
-ALGOS = ("rgm", "rgm_bounded", "rgm_calibrated", "rgm_sharp", "smodice", "smodice_sharp", "dwbc", "bc", "bc_expert", "iql",
+ALGOS = ("rgm", "rgm_clip100", "rgm_bounded", "rgm_calibrated", "rgm_sharp", "smodice", "smodice_sharp", "dwbc", "bc", "bc_expert", "iql",
          "td3bc", "seabo_iql", "seabo_td3bc", "otr_iql")
 
 
@@ -101,7 +103,7 @@ GRIDS = {
     # (SEABO, OTR) for offline RL, the deciding grid's budget.
     "expert_baselines": dict(envs=["hopper", "halfcheetah", "walker2d"], datasets=["medium-replay"],
                              rewards=["true", "negated", "partial25", "partial", "zero"],
-                             algos=["rgm", "rgm_bounded", "rgm_calibrated", "rgm_sharp", "smodice_sharp", "bc", "bc_expert", "iql", "td3bc", "seabo_iql", "otr_iql"],
+                             algos=["rgm", "rgm_clip100", "rgm_bounded", "rgm_calibrated", "rgm_sharp", "smodice_sharp", "bc", "bc_expert", "iql", "td3bc", "seabo_iql", "otr_iql"],
                              seeds=3, updates=24000, eval_every=4000, eval_episodes=10, discriminator_steps=1000,
                              skip=[["iql", "zero"], ["td3bc", "zero"]]),
     "full": dict(envs=list(ENVS), datasets=list(DATASETS), rewards=list(REWARDS), algos=list(DECIDING_ALGOS), seeds=5,

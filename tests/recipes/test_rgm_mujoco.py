@@ -113,6 +113,7 @@ def test_sigkill_then_resume_equals_uninterrupted(env, extraction):
         ("algo.correction_lr=-1", "algo.correction_lr must be > 0 or null"),
         ("algo.extraction_sampling=importance", "Unknown algo.extraction_sampling 'importance'; valid choices are"),
         ("algo.extraction_refresh=0", "algo.extraction_refresh must be a positive number of updates"),
+        ("algo.weight_clip=0", "algo.weight_clip must be > 0, or null for unclipped weights"),
         ("algo=bc", None),
     ],
 )
@@ -312,9 +313,12 @@ def test_paper_protocol_composes_each_part():
             paper.algo.correction_zero_init, paper.reward.name) == (False, "zero", True, True, "partial")
     # our protocol: Δr anchored at the upper level's minimiser, a sharp calibrated ratio, w-proportional extraction;
     # the authors': Δr centred at 0, gradient penalty 10, the raw logit, the batch weighted
-    rgm_fields = ("correction_anchor", "gradient_penalty", "density_ratio_temperature", "extraction_sampling")
-    assert tuple(ours.algo[f] for f in rgm_fields) == (True, 0.0, "auto", "weighted")
-    assert tuple(paper.algo[f] for f in rgm_fields) == (False, 10.0, 1.0, "uniform")
+    # (unclipped: rows drawn in proportion to w); the authors': Δr centred at 0, gradient penalty 10, the raw logit,
+    # the batch weighted by w clipped at 100
+    rgm_fields = ("correction_anchor", "gradient_penalty", "density_ratio_temperature", "extraction_sampling",
+                  "weight_clip")
+    assert tuple(ours.algo[f] for f in rgm_fields) == (True, 0.0, "auto", "weighted", None)
+    assert tuple(paper.algo[f] for f in rgm_fields) == (False, 10.0, 1.0, "uniform", 100.0)
     assert mixed.reward.name == "true" and mixed.dataset.add_expert_to_union and mixed.data.terminal_done
     assert (correction_lr(ours), correction_horizon(ours)) == (pytest.approx(3.75e-5), 8000)
     assert (correction_lr(paper), correction_horizon(paper)) == (3e-7, 1_000_000)

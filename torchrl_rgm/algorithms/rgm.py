@@ -64,6 +64,9 @@ class RGM(Algorithm):
         refresh = algo.get("extraction_refresh", 1000)
         if isinstance(refresh, bool) or not (isinstance(refresh, int) and refresh > 0):
             raise AlgorithmError(f"algo.extraction_refresh must be a positive number of updates, got {refresh!r}.")
+        clip = algo.get("weight_clip", 100.0)
+        if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0):
+            raise AlgorithmError(f"algo.weight_clip must be > 0, or null for unclipped weights, got {clip!r}.")
         if not 0 < algo.gamma < 1:
             raise AlgorithmError(f"algo.gamma must lie in (0, 1), got {algo.gamma}.")
         if self.learns_correction:
@@ -112,6 +115,7 @@ class RGM(Algorithm):
         return int(cfg.algo.get("extraction_refresh", 1000))
 
     def extraction_weights(self, cfg, learner, union, initial_observation, device):
-        """The learnt visitation ratio ``w = d^π/d^D``, clipped at ``weight_clip`` as the actor's loss clips it."""
+        """The learnt visitation ratio ``w = d^π/d^D``, clipped at ``weight_clip`` as the actor's loss clips it
+        (``null``: unclipped)."""
         w = transition_diagnostics(learner.losses["rgm_loss"], union, initial_observation, device)["visitation_weight"]
-        return w.clamp(max=cfg.algo.weight_clip)
+        return w if cfg.algo.weight_clip is None else w.clamp(max=cfg.algo.weight_clip)
