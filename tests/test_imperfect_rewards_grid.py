@@ -366,13 +366,14 @@ def test_expert_baseline_targets_from_rows():
               ("walker2d", "partial25", "rgm"): [70, 74], ("hopper", "any", "bc_expert"): [99, 99],
               ("walker2d", "any", "bc_expert"): [70, 80], ("hopper", "any", "seabo_iql"): [30, 40],
               ("hopper", "any", "otr_iql"): [52, 52], ("walker2d", "any", "otr_iql"): [60, 64],
-              ("hopper", "negated", "iql"): [1, 3], ("hopper", "negated", "td3bc"): [80, 86]}
+              ("hopper", "negated", "iql"): [1, 3], ("hopper", "negated", "td3bc"): [80, 86],
+              ("walker2d", "any", "bc_expert_det"): [90, 90]}
     rows = [dict(env=env, dataset="medium-replay", reward=reward, algo=algo, seed=str(seed), final_score=str(x),
                  best_score="", wall_s="1", status="ok", error="")
             for (env, reward, algo), xs in scores.items() for seed, x in enumerate(xs)]
     assert grid.expert_target_lines(rows) == [
         "| hopper true: rgm − bc_expert | -44.0 | 2 | ≥ -5 | missed |",
-        "| walker2d partial25: rgm − bc_expert | -3.0 | 2 | ≥ -5 | met |",
+        "| walker2d partial25: rgm − bc_expert_det | -18.0 | 2 | ≥ -5 | missed |",  # the stronger BC
         "| hopper negated: rgm − bc_expert | -6.0 | 2 | ≥ -5 | missed |",   # seed 2 has no bc_expert run
         "| mean over 1 task, true: rgm − max(seabo_iql, otr_iql) | +3.0 | – | ≥ +5 | missed |",
         "| mean over 1 task, partial25: rgm − max(seabo_iql, otr_iql) | +10.0 | – | ≥ +5 | met |",
