@@ -31,7 +31,7 @@ from torchrl_rgm.train import load_checkpoint  # noqa: E402
 def weight_shares(run_dir: Path, clips: list[float], device="cpu") -> list[dict]:
     cfg = OmegaConf.load(run_dir / "config.yaml")
     algorithm = get_algorithm(cfg.algo.name)
-    if not getattr(algorithm, "learns_correction", None) in (True, False):  # RGM and SMODICE learn w = d^pi/d^D
+    if getattr(algorithm, "learns_correction", None) not in (True, False):  # RGM and SMODICE learn w = d^pi/d^D
         raise SystemExit(f"{run_dir}: algo={cfg.algo.name} has no visitation weights; pass an rgm or smodice run.")
     data = make_source(cfg).load()
     learner = algorithm.build(cfg, data, device)
