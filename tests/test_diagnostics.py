@@ -112,6 +112,7 @@ def test_transition_diagnostics_of_an_anchored_loss_need_the_prepared_union():
     """An anchored RGMLoss reads the discriminator's ratio: on a union without it the diagnostics name the fix;
     on the prepared union, with V and the correction's output at 0, w is rho and r + Δr is α log rho + α (KL)."""
     from torchrl_rgm.diagnostics import transition_diagnostics
+    from tests.objectives.zero_start import zero_start_networks
     from torchrl_rgm.objectives import RGMLoss
     torch.manual_seed(0)
     n, d = 64, 3
@@ -120,21 +121,7 @@ def test_transition_diagnostics_of_an_anchored_loss_need_the_prepared_union():
     union = TensorDict({"observation": torch.randn(n, d), "action": torch.randn(n, 1),
                         ("next", "observation"): torch.randn(n, d), ("next", "reward"): torch.randn(n, 1),
                         ("next", "done"): torch.zeros(n, 1, dtype=torch.bool)}, [n])
-    actor = TensorDictModule(nn.Linear(d, 1), ["observation"], ["action"])
-    value = TensorDictModule(nn.Linear(d, 1), ["observation"], ["state_value"])
-    net = nn.Linear(d + 2, 1)
-    for layer in (value.module, net):
-        nn.init.zeros_(layer.weight), nn.init.zeros_(layer.bias)
-
-    class Correction(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = net
-
-        def forward(self, obs, action, reward):
-            return self.net(torch.cat([obs, action, reward], -1))
-
-    correction = TensorDictModule(Correction(), ["observation", "action", ("next", "reward")], ["logit"])
+    value, actor, correction, _ = zero_start_networks(d)
     loss = RGMLoss(value, actor, correction, divergence="kl", alpha=0.5, correction_anchor=True, advantage_clip=None)
     init = torch.randn(5, d)
     with pytest.raises(ValueError, match="prepare_union"):

@@ -9,6 +9,7 @@ from torch import nn
 from torchrl_rgm.objectives import RGMLoss
 
 from .tabular import TabularMDP, minimise_value_loss
+from .zero_start import zero_start_networks
 
 
 def distance_to_expert(w, d_data, d_expert):
@@ -133,21 +134,7 @@ def test_anchored_correction_starts_at_the_upper_levels_minimiser(divergence):
         ("next", "done"): torch.zeros(n, 1, dtype=torch.bool), "log_density_ratio": log_ratio,
         "initial_observation": torch.randn(n, obs_dim),
     }, [n])
-    actor = TensorDictModule(nn.Linear(obs_dim, 1), ["observation"], ["action"])
-    value = TensorDictModule(nn.Linear(obs_dim, 1), ["observation"], ["state_value"])
-    net = nn.Linear(obs_dim + 2, 1)
-    for layer in (value.module, net):
-        nn.init.zeros_(layer.weight), nn.init.zeros_(layer.bias)
-
-    class Correction(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = net
-
-        def forward(self, obs, action, reward):
-            return self.net(torch.cat([obs, action, reward], -1))
-
-    correction = TensorDictModule(Correction(), ["observation", "action", ("next", "reward")], ["logit"])
+    value, actor, correction, net = zero_start_networks(obs_dim)
     rho = log_ratio.exp()
     for anchor in (True, False):
         loss = RGMLoss(value, actor, correction, divergence=divergence, alpha=0.5, correction_anchor=anchor,
