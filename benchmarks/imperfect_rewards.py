@@ -62,6 +62,8 @@ ALGO_VARIANTS = {
     "rgm_sharp": ("rgm", _variant(BOUNDED, CALIBRATED, {"algo.gradient_penalty": 0})),
     "rgm_clip100": ("rgm", _variant({"algo.weight_clip": 100})),
     "rgm_det": ("rgm", ["algo.actor=deterministic"]),
+    "rgm_union_s0": ("rgm", ["algo.initial_states=union"]),
+    "rgm_expert_s0": ("rgm", ["algo.initial_states=expert"]),
     "bc_expert_det": ("bc_expert", ["algo.actor=deterministic"]),
     "smodice_sharp": ("smodice", ["algo.density_ratio_temperature=auto", "algo.gradient_penalty=0",
                                   "algo.extraction_sampling=weighted"]),
@@ -69,7 +71,7 @@ ALGO_VARIANTS = {
 #: The single-task algorithms the grid compares (the registry's, less the data-sharing variants, and the variants).
 #: The deciding grid's six (the quick, paper-protocol and full presets).
 DECIDING_ALGOS = ("rgm", "smodice", "dwbc", "bc", "iql", "td3bc")
-ALGOS = ("rgm", "rgm_clip100", "rgm_det", "rgm_bounded", "rgm_calibrated", "rgm_sharp", "smodice", "smodice_sharp", "dwbc", "bc", "bc_expert", "bc_expert_det", "iql",
+ALGOS = ("rgm", "rgm_clip100", "rgm_det", "rgm_union_s0", "rgm_expert_s0", "rgm_bounded", "rgm_calibrated", "rgm_sharp", "smodice", "smodice_sharp", "dwbc", "bc", "bc_expert", "bc_expert_det", "iql",
          "td3bc", "seabo_iql", "seabo_td3bc", "otr_iql")
 
 

@@ -79,7 +79,7 @@ class Run:
                                                  expert=data.expert)
         self.pretrain_s = time.time() - t_pretrain  # the discriminator's pre-training + the union's log-ratio
         self.training_rows = self.algorithm.training_set(cfg, data, self.union, learner=learner)
-        self.buffer = UnionReplayBuffer(self.training_rows, data.initial_observation,
+        self.buffer = UnionReplayBuffer(self.training_rows, self.algorithm.initial_observation(cfg, data),
                                         cfg.algo.batch_size, seed=cfg.seed, device=device)
         # RGM's actor learns on rows drawn in proportion to w (refreshed every `refresh` updates; uniform until the
         # first refresh); a resumed run's distribution comes back with the sampler's state
@@ -120,7 +120,7 @@ class Run:
         t = time.time()
         with torch.no_grad():
             weights = self.algorithm.extraction_weights(self.cfg, self.learner, self.training_rows,
-                                                        self.data.initial_observation, self.device)
+                                                        self.algorithm.initial_observation(self.cfg, self.data), self.device)
         self.buffer.set_extraction_weights(weights)
         self.refresh_s += time.time() - t
 

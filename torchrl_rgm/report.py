@@ -276,14 +276,15 @@ def run_diagnostics(cfg, source, algorithm: Algorithm, data, learner: Learner, u
     if domain(cfg) == "datasharing" or "episode_return" not in union.keys():
         return {}
     out = {}
-    weights = algorithm.extraction_weights(cfg, learner, union, data.initial_observation, device)
+    initial = algorithm.initial_observation(cfg, data)
+    weights = algorithm.extraction_weights(cfg, learner, union, initial, device)
     if weights is not None:
         out.update(top_decile_weight_share(union, weights))
         out.update(expert_weight_share(union, weights))
         out.update(start_weight_share(union, weights))
     out.update(discriminator_calibration(union))
     if "rgm_loss" in learner.losses:
-        out.update(correction_gap_diagnostics(learner.losses["rgm_loss"], union, data.initial_observation, device))
+        out.update(correction_gap_diagnostics(learner.losses["rgm_loss"], union, initial, device))
     if learner.correction is not None:
         out["spearman_correction_vs_true"] = correction_rank_correlation(
             learner.losses["rgm_loss"], None, union,

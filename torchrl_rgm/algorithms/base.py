@@ -102,6 +102,9 @@ class Algorithm:
             raise AlgorithmError(f"algo={self.name} needs a {self.actor} actor; got algo.actor={algo.actor}. "
                                  f"Use algo.actor={self.actor} (or auto).")
         check_positive(algo, "batch_size", "actor_lr")
+        if algo.get("initial_states", "union") not in INITIAL_STATES:
+            raise AlgorithmError(f"Unknown algo.initial_states {algo.initial_states!r}; valid choices are "
+                                 f"{sorted(INITIAL_STATES)}.")
         if self.uses_discriminator:
             check_positive(algo, "discriminator_lr")
 
@@ -163,6 +166,20 @@ class Algorithm:
         """The reward the learner saw per transition of the prepared ``union``, in the data's units."""
         return union.get(("next", "reward")) * data.reward_std + data.reward_mean
 
+    def initial_observation(self, cfg, data) -> torch.Tensor:
+        """The states ``s0 ~ mu0`` of the lower level's ``(1 - gamma) E[V(s0)]`` (``algo.initial_states``).
+
+        ``union``: the union's first observations (the environment's start distribution, as DICE writes it).
+        ``expert``: every real state of ``D^E`` (the expert's own visitation as the start distribution, as
+        ValueDICE and IQ-Learn use it): the discounted flow from ``mu0 = d^E`` is satisfied by ``d^E`` itself,
+        so ``w = rho`` stays feasible; from the union's starts the flow puts ``(1 - gamma)`` of the visitation on
+        ``D``'s first steps, whose successors in the data are the union's actions, not the expert's.
+        """
+        if cfg.algo.get("initial_states", "union") == "expert":
+            expert = data.expert
+            return expert.get("observation")[_real_rows(expert)]
+        return data.initial_observation
+
     def extraction_refresh(self, cfg) -> int | None:
         """Updates between two computations of the extraction weights over the whole training set, from which the
         actor's batch is then drawn (:meth:`~torchrl_rgm.sampling.UnionReplayBuffer.set_extraction_weights`);
@@ -181,6 +198,9 @@ def _real_rows(td: TensorDictBase) -> torch.Tensor:
         return torch.ones(td.shape[0], dtype=torch.bool)
     return ~td.get("absorbing").reshape(-1).bool()
 
+
+#: ``algo.initial_states``: where the lower level's ``s0 ~ mu0`` come from (:meth:`Algorithm.initial_observation`).
+INITIAL_STATES = ("union", "expert")
 
 #: Every registered algorithm by name (``algo.name``).
 ALGORITHMS: dict[str, Algorithm] = {}
