@@ -167,17 +167,20 @@ class Algorithm:
         return union.get(("next", "reward")) * data.reward_std + data.reward_mean
 
     def initial_observation(self, cfg, data) -> torch.Tensor:
-        """The states ``s0 ~ mu0`` of the lower level's ``(1 - gamma) E[V(s0)]`` (``algo.initial_states``).
+        """The states ``s0 ~ mu0`` of the lower level's ``(1 - gamma) E[V(s0)]`` (``algo.initial_states``), as rows
+        sampled uniformly.
 
         ``union``: the union's first observations (the environment's start distribution, as DICE writes it).
-        ``expert``: every real state of ``D^E`` (the expert's own visitation as the start distribution, as
-        ValueDICE and IQ-Learn use it): the discounted flow from ``mu0 = d^E`` is satisfied by ``d^E`` itself,
-        so ``w = rho`` stays feasible; from the union's starts the flow puts ``(1 - gamma)`` of the visitation on
-        ``D``'s first steps, whose successors in the data are the union's actions, not the expert's.
+        ``expert``: the start distribution under which the expert's empirical visitation ``d^E`` (what the
+        discriminator estimates: each of its states once) is exactly a discounted visitation,
+        ``mu0 = (d^E - gamma P d^E) / (1 - gamma)``: every real state of ``D^E``, each trajectory's first state
+        counted ``1 / (1 - gamma)`` times (:func:`expert_start_distribution`). Then ``w = rho`` satisfies the
+        lower level's Bellman flow where the discriminator is exact, so ``V`` has nothing to move it for. From the
+        union's starts the flow instead puts ``(1 - gamma)`` of the visitation on ``D``'s first observations,
+        whose successors in the data follow the union's actions, not the expert's.
         """
         if cfg.algo.get("initial_states", "union") == "expert":
-            expert = data.expert
-            return expert.get("observation")[_real_rows(expert)]
+            return expert_start_distribution(data.expert, float(cfg.algo.gamma))
         return data.initial_observation
 
     def extraction_refresh(self, cfg) -> int | None:
@@ -190,6 +193,25 @@ class Algorithm:
                            device) -> torch.Tensor | None:
         """Per transition of ``union``, the weight policy extraction gives it (``None``: no such weight)."""
         return None
+
+
+def expert_start_distribution(expert: TensorDictBase, gamma: float) -> torch.Tensor:
+    r"""Observations whose uniform distribution is :math:`\mu_0 \propto d^E - \gamma P d^E`: each real state of
+    ``expert`` once, and each trajectory's first state (``step == 0``) ``round(1 / (1 - gamma))`` times in all.
+
+    For a trajectory visited uniformly (``d^E(s_t) = 1/T``) the discounted flow
+    ``d(s_t) = (1 - gamma) mu0(s_t) + gamma d(s_{t-1})`` is then solved by ``d = d^E``: ``mu0(s_0) = 1 / T`` and
+    ``mu0(s_t) = (1 - gamma) / T`` after normalisation, up to the rounding of ``1 / (1 - gamma)``."""
+    if not 0.0 < gamma < 1.0:
+        raise ValueError(f"gamma must be in (0, 1) for a discounted start distribution, got {gamma}.")
+    real = _real_rows(expert)
+    obs = expert.get("observation")[real]
+    if "step" not in expert.keys():
+        raise ValueError("The expert's transitions carry no 'step': their trajectories' first states are unknown, "
+                         "so algo.initial_states=expert cannot weight them; use algo.initial_states=union.")
+    first = expert.get("step").reshape(-1)[real] == 0
+    copies = max(int(round(1.0 / (1.0 - gamma))) - 1, 0)
+    return torch.cat([obs, obs[first].repeat_interleave(copies, 0)], 0)
 
 
 def _real_rows(td: TensorDictBase) -> torch.Tensor:
