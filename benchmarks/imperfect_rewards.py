@@ -64,6 +64,8 @@ ALGO_VARIANTS = {
     "rgm_det": ("rgm", ["algo.actor=deterministic"]),
     "rgm_union_s0": ("rgm", ["algo.initial_states=union"]),
     "rgm_expert_s0": ("rgm", ["algo.initial_states=expert"]),
+    "rgm_avg": ("rgm", ["algo.extraction_average=true"]),
+    "rgm_latest": ("rgm", ["algo.extraction_average=false"]),
     "bc_expert_det": ("bc_expert", ["algo.actor=deterministic"]),
     "smodice_sharp": ("smodice", ["algo.density_ratio_temperature=auto", "algo.gradient_penalty=0",
                                   "algo.extraction_sampling=weighted"]),
@@ -71,7 +73,7 @@ ALGO_VARIANTS = {
 #: The single-task algorithms the grid compares (the registry's, less the data-sharing variants, and the variants).
 #: The deciding grid's six (the quick, paper-protocol and full presets).
 DECIDING_ALGOS = ("rgm", "smodice", "dwbc", "bc", "iql", "td3bc")
-ALGOS = ("rgm", "rgm_clip100", "rgm_det", "rgm_union_s0", "rgm_expert_s0", "rgm_bounded", "rgm_calibrated", "rgm_sharp", "smodice", "smodice_sharp", "dwbc", "bc", "bc_expert", "bc_expert_det", "iql",
+ALGOS = ("rgm", "rgm_clip100", "rgm_det", "rgm_union_s0", "rgm_expert_s0", "rgm_avg", "rgm_latest", "rgm_bounded", "rgm_calibrated", "rgm_sharp", "smodice", "smodice_sharp", "dwbc", "bc", "bc_expert", "bc_expert_det", "iql",
          "td3bc", "seabo_iql", "seabo_td3bc", "otr_iql")
 
 

@@ -33,6 +33,7 @@ from torchrl_rgm.data.pipeline import DatasetError  # noqa: E402
 from torchrl_rgm.data.robomimic import RobomimicFileError  # noqa: E402
 from torchrl_rgm.data.sharing import SharingError  # noqa: E402
 from torchrl_rgm.envs import make_policy_fn  # noqa: E402
+from torchrl_rgm.sampling import averaged_extraction  # noqa: E402
 from torchrl_rgm.report import evaluation_record, format_summary, report  # noqa: E402
 from torchrl_rgm.sources import make_source  # noqa: E402
 from torchrl_rgm.sampling import UnionReplayBuffer  # noqa: E402
@@ -121,6 +122,8 @@ class Run:
         with torch.no_grad():
             weights = self.algorithm.extraction_weights(self.cfg, self.learner, self.training_rows,
                                                         self.algorithm.initial_observation(self.cfg, self.data), self.device)
+        if self.cfg.algo.get("extraction_average", False):
+            weights = averaged_extraction(weights, self.buffer.extraction_distribution(), self.step // self.refresh)
         self.buffer.set_extraction_weights(weights)
         self.refresh_s += time.time() - t
 

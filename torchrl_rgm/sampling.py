@@ -16,7 +16,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import TensorDictReplayBuffer, TensorStorage
 from torchrl.data.replay_buffers import Sampler
 
-__all__ = ["FlatTensorStorage", "SeededRandomSampler", "UnionReplayBuffer", "UNION_KEYS"]
+__all__ = ["FlatTensorStorage", "SeededRandomSampler", "UnionReplayBuffer", "UNION_KEYS", "averaged_extraction"]
 
 #: The union's entries a training batch carries.
 UNION_KEYS = ("observation", "action", ("next", "observation"), ("next", "reward"), ("next", "done"), "is_expert",
@@ -75,6 +75,29 @@ class SeededRandomSampler(Sampler):
         pass
 
 
+def averaged_extraction(weights: torch.Tensor, previous: torch.Tensor | None, refresh: int) -> torch.Tensor:
+    r"""The running mean of the extraction distributions of refreshes ``1..refresh``: ``weights`` normalised
+    (refresh ``k = refresh``'s ``w d^D``) averaged with ``previous`` (the mean of the ``k - 1`` before, ``None`` or
+    ignored at ``k = 1``): :math:`\bar p_k = \bar p_{k-1} + (p_k - \bar p_{k-1}) / k`.
+
+    Polyak-Ruppert averaging of the lower level's iterates: each ``w_k d^D`` is (up to the estimate's error) a
+    visitation, the flow constraint is linear, so their mixture is one too; where ``w`` fluctuates between refreshes
+    with ``V``'s noise the actor's target converges instead of moving with it. Needs no state beyond the current
+    distribution and the refresh count, so a resumed run continues the same mean."""
+    if refresh < 1:
+        raise ValueError(f"refresh must be ≥ 1, got {refresh}.")
+    w = weights.reshape(-1).detach().to(torch.float64)
+    if not torch.isfinite(w).all() or (w < 0).any() or not w.sum() > 0:
+        raise ValueError("extraction weights must be finite, non-negative and not all zero.")
+    p = w / w.sum()
+    if previous is None or refresh == 1:
+        return p
+    previous = previous.reshape(-1).to(torch.float64)
+    if previous.numel() != p.numel():
+        raise ValueError(f"previous distribution has {previous.numel()} values for {p.numel()} rows.")
+    return previous + (p - previous) / refresh
+
+
 class UnionReplayBuffer(TensorDictReplayBuffer):
     """The union ``D`` as a TorchRL replay buffer: ``sample()`` gives ``batch_size`` transitions (:data:`UNION_KEYS`
     that the union has) each with an ``initial_observation`` drawn from ``mu0``, all from one seeded generator.
@@ -107,6 +130,13 @@ class UnionReplayBuffer(TensorDictReplayBuffer):
             raise ValueError("extraction weights must be finite, non-negative and not all zero.")
         cdf = w.cumsum(0)
         self._extraction_cdf = (cdf / cdf[-1]).to(self._sampler.device)
+
+    def extraction_distribution(self) -> torch.Tensor | None:
+        """The probabilities the extraction rows are drawn with now (float64, summing to 1), or ``None`` when unset."""
+        if self._extraction_cdf is None:
+            return None
+        cdf = self._extraction_cdf.cpu()
+        return torch.cat([cdf[:1], cdf[1:] - cdf[:-1]]).clamp(min=0.0)
 
     def sampling_state(self) -> dict:
         """Where the batch stream stands (the sampler's generator, and the extraction weights' distribution when set):
