@@ -5,7 +5,7 @@ import torch
 from tensordict import TensorDict
 from torchrl.data import ReplayBuffer
 
-from torchrl_rgm.sampling import UnionReplayBuffer
+from torchrl_rgm.sampling import UnionReplayBuffer, averaged_extraction
 
 N, OBS = 3000, 5
 
@@ -100,3 +100,20 @@ def test_extraction_weights_resume_with_the_sampling_state_and_bad_ones_are_refu
                          (torch.full((N,), float("nan")), "finite"), (-torch.ones(N), "non-negative")]:
         with pytest.raises(ValueError, match=message):
             buffer.set_extraction_weights(bad)
+
+
+def test_averaged_extraction_is_the_running_mean_of_the_refreshes_distributions():
+    torch.manual_seed(0)
+    refreshes = [torch.rand(N) ** 3 for _ in range(5)]
+    expected = torch.stack([w.double() / w.double().sum() for w in refreshes]).mean(0)
+    buffer = UnionReplayBuffer(union(), torch.zeros(4, OBS), 8, seed=0)
+    buffer.set_extraction_weights(torch.ones(N))  # before the first refresh: uniform, not part of the mean
+    for k, w in enumerate(refreshes, start=1):
+        buffer.set_extraction_weights(averaged_extraction(w, buffer.extraction_distribution(), k))
+    assert torch.allclose(buffer.extraction_distribution(), expected, atol=1e-9)
+    latest = refreshes[-1].double() / refreshes[-1].double().sum()
+    assert not torch.allclose(expected, latest, atol=1e-3)  # the mean is not the latest
+    with pytest.raises(ValueError, match="refresh must be"):
+        averaged_extraction(refreshes[0], None, 0)
+    with pytest.raises(ValueError, match="non-negative"):
+        averaged_extraction(-refreshes[0], None, 1)

@@ -20,7 +20,8 @@ from ..modules import make_discriminator
 from ..objectives import DiscriminatorLoss
 from ..train import fit_ratio_temperature, log_density_ratio, pretrain_discriminator
 
-__all__ = ["Algorithm", "Learner", "AlgorithmError", "register", "get_algorithm", "ALGORITHMS", "check_positive"]
+__all__ = ["Algorithm", "Learner", "AlgorithmError", "register", "get_algorithm", "ALGORITHMS", "check_positive", "expert_start_distribution",
+           "INITIAL_STATES"]
 
 
 class AlgorithmError(ValueError):
