@@ -1,6 +1,10 @@
-"""BC on rows drawn in proportion to rho**power for 24k updates; score every 4k."""
+"""Exploratory (docs/results.md, "Where the late fall comes from"): BC for 24k updates on rows drawn in proportion
+to rho**power (power 0: the expert rows), or to a saved w (WFILE=<run>.w.pt, WKEY=w24; ALT=1 alternates w20/w24 every
+1,000 updates after a uniform first 1,000); scores every 4k updates.
+    python benchmarks/late_fall/fixed_weight_bc.py hopper 0 1,2 [recipe overrides]"""
 import sys, time, json
-sys.path.insert(0, "/work/main/benchmarks"); sys.path.insert(0, "/work/main/recipes"); sys.path.insert(0, "/work/main")
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "recipes"), str(ROOT)]
 import numpy as np, torch
 torch.set_num_threads(1)
 from ratio_ceiling import config, KEYS

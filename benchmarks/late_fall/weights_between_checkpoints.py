@@ -1,6 +1,9 @@
+"""Exploratory (docs/results.md, "Where the late fall comes from"): w of a finished RGM run at its last two
+checkpoints, how much it moved, and the weights saved to <run>.w.pt.  python benchmarks/late_fall/weights_between_checkpoints.py <run dir>"""
 import sys, torch
 from pathlib import Path
-sys.path.insert(0, "/work/main")
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 from omegaconf import OmegaConf
 from torchrl_rgm.algorithms import get_algorithm
 from torchrl_rgm.diagnostics import transition_diagnostics
@@ -13,7 +16,7 @@ data = make_source(cfg).load()
 ws = []
 for ck in ("checkpoint.prev.pt", "checkpoint.pt"):
     learner = algorithm.build(cfg, data, "cpu")
-    learner.load_networks(torch.load(run_dir / ck, weights_only=True)["networks"] if False else torch.load(run_dir / ck, weights_only=True))
+    learner.load_networks(torch.load(run_dir / ck, weights_only=True))
     union = algorithm.prepare_union(cfg, learner, data.union.to_tensordict(), "cpu", expert=data.expert.to_tensordict())
     ws.append(transition_diagnostics(learner.losses["rgm_loss"], union, data.initial_observation, "cpu")["visitation_weight"].reshape(-1))
 rho = union.get("log_density_ratio").exp().reshape(-1)
@@ -26,4 +29,4 @@ print("std log(w/rho) expert", float((lw1[e]-lr[e]).std()), "std log(w24/w20) ex
 for s in range(4):
     m = st == s
     print(s, "expert/other w20", float(ws[0][m&e].sum()), float(ws[0][m&~e].sum()), "w24", float(ws[1][m&e].sum()), float(ws[1][m&~e].sum()))
-torch.save({"w20": ws[0], "w24": ws[1]}, run_dir.name + ".w.pt")
+torch.save({"w20": ws[0], "w24": ws[1]}, run_dir.name + ".w.pt")  # keys: the previous and the last checkpoint
