@@ -114,6 +114,9 @@ def test_sigkill_then_resume_equals_uninterrupted(env, extraction):
         ("algo.extraction_sampling=importance", "Unknown algo.extraction_sampling 'importance'; valid choices are"),
         ("algo.extraction_refresh=0", "algo.extraction_refresh must be a positive number of updates"),
         ("algo.weight_clip=0", "algo.weight_clip must be > 0, or null for unclipped weights"),
+        ("algo.initial_states=replay", "Unknown algo.initial_states 'replay'; valid choices are ['expert', 'union']"),
+        ("algo.extraction_average=maybe", "algo.extraction_average must be true or false"),
+        ("algo.initial_states=expert", None),
         ("algo=bc", None),
     ],
 )

@@ -61,6 +61,8 @@ class RGM(Algorithm):
         if sampling not in EXTRACTION_SAMPLING:
             raise AlgorithmError(f"Unknown algo.extraction_sampling {sampling!r}; valid choices are "
                                  f"{list(EXTRACTION_SAMPLING)}.")
+        if not isinstance(algo.get("extraction_average", False), bool):
+            raise AlgorithmError(f"algo.extraction_average must be true or false, got {algo.extraction_average!r}.")
         refresh = algo.get("extraction_refresh", 1000)
         if isinstance(refresh, bool) or not (isinstance(refresh, int) and refresh > 0):
             raise AlgorithmError(f"algo.extraction_refresh must be a positive number of updates, got {refresh!r}.")
