@@ -33,10 +33,9 @@ from torchrl_rgm.data.pipeline import DatasetError  # noqa: E402
 from torchrl_rgm.data.robomimic import RobomimicFileError  # noqa: E402
 from torchrl_rgm.data.sharing import SharingError  # noqa: E402
 from torchrl_rgm.envs import make_policy_fn  # noqa: E402
-from torchrl_rgm.sampling import averaged_extraction  # noqa: E402
 from torchrl_rgm.report import evaluation_record, format_summary, report  # noqa: E402
 from torchrl_rgm.sources import make_source  # noqa: E402
-from torchrl_rgm.sampling import UnionReplayBuffer  # noqa: E402
+from torchrl_rgm.sampling import UnionReplayBuffer, averaged_extraction  # noqa: E402
 from torchrl_rgm.vectorized import GroupError, VectorizedRGMUpdate, check_groupable  # noqa: E402
 
 
