@@ -79,7 +79,8 @@ class Run:
                                                  expert=data.expert)
         self.pretrain_s = time.time() - t_pretrain  # the discriminator's pre-training + the union's log-ratio
         self.training_rows = self.algorithm.training_set(cfg, data, self.union, learner=learner)
-        self.buffer = UnionReplayBuffer(self.training_rows, self.algorithm.initial_observation(cfg, data),
+        self.initial_observation = self.algorithm.initial_observation(cfg, data)  # s0 ~ mu0 (algo.initial_states)
+        self.buffer = UnionReplayBuffer(self.training_rows, self.initial_observation,
                                         cfg.algo.batch_size, seed=cfg.seed, device=device)
         # RGM's actor learns on rows drawn in proportion to w (refreshed every `refresh` updates; uniform until the
         # first refresh); a resumed run's distribution comes back with the sampler's state
@@ -120,7 +121,7 @@ class Run:
         t = time.time()
         with torch.no_grad():
             weights = self.algorithm.extraction_weights(self.cfg, self.learner, self.training_rows,
-                                                        self.algorithm.initial_observation(self.cfg, self.data), self.device)
+                                                        self.initial_observation, self.device)
         if self.cfg.algo.get("extraction_average", False):
             weights = averaged_extraction(weights, self.buffer.extraction_distribution(), self.step // self.refresh)
         self.buffer.set_extraction_weights(weights)

@@ -75,6 +75,14 @@ class SeededRandomSampler(Sampler):
         pass
 
 
+def _checked_weights(weights: torch.Tensor) -> torch.Tensor:
+    """``weights`` flat in float64, refused unless finite, non-negative and not all zero."""
+    w = weights.reshape(-1).detach().to(torch.float64)
+    if not torch.isfinite(w).all() or (w < 0).any() or not w.sum() > 0:
+        raise ValueError("extraction weights must be finite, non-negative and not all zero.")
+    return w
+
+
 def averaged_extraction(weights: torch.Tensor, previous: torch.Tensor | None, refresh: int) -> torch.Tensor:
     r"""The running mean of the extraction distributions of refreshes ``1..refresh``: ``weights`` normalised
     (refresh ``k = refresh``'s ``w d^D``) averaged with ``previous`` (the mean of the ``k - 1`` before, ``None`` or
@@ -86,9 +94,7 @@ def averaged_extraction(weights: torch.Tensor, previous: torch.Tensor | None, re
     distribution and the refresh count, so a resumed run continues the same mean."""
     if refresh < 1:
         raise ValueError(f"refresh must be ≥ 1, got {refresh}.")
-    w = weights.reshape(-1).detach().to(torch.float64)
-    if not torch.isfinite(w).all() or (w < 0).any() or not w.sum() > 0:
-        raise ValueError("extraction weights must be finite, non-negative and not all zero.")
+    w = _checked_weights(weights)
     p = w / w.sum()
     if previous is None or refresh == 1:
         return p
@@ -126,8 +132,7 @@ class UnionReplayBuffer(TensorDictReplayBuffer):
         w = weights.reshape(-1).detach().to(torch.float64)
         if w.numel() != len(self._storage):
             raise ValueError(f"extraction weights: {w.numel()} values for {len(self._storage)} rows.")
-        if not torch.isfinite(w).all() or (w < 0).any() or not w.sum() > 0:
-            raise ValueError("extraction weights must be finite, non-negative and not all zero.")
+        w = _checked_weights(w)
         cdf = w.cumsum(0)
         self._extraction_cdf = (cdf / cdf[-1]).to(self._sampler.device)
 

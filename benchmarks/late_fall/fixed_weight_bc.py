@@ -2,7 +2,9 @@
 to rho**power (power 0: the expert rows), or to a saved w (WFILE=<run>.w.pt, WKEY=w24; ALT=1 alternates w20/w24 every
 1,000 updates after a uniform first 1,000); scores every 4k updates.
     python benchmarks/late_fall/fixed_weight_bc.py hopper 0 1,2 [recipe overrides]"""
-import sys, time, json
+import json
+import os
+import sys
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "recipes"), str(ROOT)]
 import numpy as np, torch
@@ -23,10 +25,10 @@ algo.pretrain(cfg, learner, data, torch.Generator().manual_seed(seed), torch.dev
 prepared = algo.prepare_union(cfg, learner, data.union.to_tensordict(), torch.device("cpu"), expert=data.expert)
 log_rho = prepared.get("log_density_ratio").reshape(-1).double()
 expert = prepared.get("is_expert").reshape(-1).bool()
+saved = torch.load(os.environ["WFILE"], weights_only=True) if os.environ.get("WFILE") else None
 for power in powers:
-    import os
-    if os.environ.get("WFILE"):
-        w = torch.load(os.environ["WFILE"])[os.environ.get("WKEY", "w24")].double()
+    if saved is not None:
+        w = saved[os.environ.get("WKEY", "w24")].double()
     else:
         w = ((log_rho - log_rho.max()) * power).exp() if power > 0 else expert.double()
     torch.manual_seed(seed)
@@ -34,7 +36,7 @@ for power in powers:
     buf = UnionReplayBuffer(prepared.select(*KEYS), data.initial_observation, bc_cfg.algo.batch_size, seed=seed)
     alt = os.environ.get("ALT")
     if alt:
-        ws_ = torch.load(os.environ["WFILE"]); seq = [ws_["w20"].double(), ws_["w24"].double()]
+        seq = [saved["w20"].double(), saved["w24"].double()]
         buf.set_extraction_weights(torch.ones_like(w))
     else:
         buf.set_extraction_weights(w)
