@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -32,10 +33,12 @@ from torchrl_rgm.data import DatasetNotFoundError  # noqa: E402
 from torchrl_rgm.data.pipeline import DatasetError  # noqa: E402
 from torchrl_rgm.data.robomimic import RobomimicFileError  # noqa: E402
 from torchrl_rgm.data.sharing import SharingError  # noqa: E402
+from torchrl_rgm.diagnostics import demonstration_action_error  # noqa: E402
 from torchrl_rgm.envs import make_policy_fn  # noqa: E402
 from torchrl_rgm.report import evaluation_record, format_summary, report  # noqa: E402
 from torchrl_rgm.sources import make_source  # noqa: E402
 from torchrl_rgm.sampling import UnionReplayBuffer, averaged_extraction  # noqa: E402
+from torchrl_rgm.train import save_checkpoint  # noqa: E402
 from torchrl_rgm.vectorized import GroupError, VectorizedRGMUpdate, check_groupable  # noqa: E402
 
 
@@ -89,6 +92,7 @@ class Run:
             self.buffer.set_extraction_weights(torch.ones(self.training_rows.shape[0]))
         self.logger = run.make_logger(cfg, self.run_dir, resumed_at=state["step"] if state is not None else None)
         self.policy = make_policy_fn(learner.actor, data.normalize_observation, device)
+        self.learner_policy = make_policy_fn(learner.actor, lambda obs: obs, device)  # on the data's own inputs
         self.step, self.history = 0, []
         if state is not None:
             self.buffer.load_sampling_state(state["sampler"])
@@ -136,6 +140,12 @@ class Run:
             t_eval = time.time()
             returns = self.source.evaluate(self.policy, self.data)
             record = evaluation_record(self.step, returns, self.data, self.learner.update.metrics_to_floats(metrics))
+            # the checkpoint a user without a simulator would keep: the policy closest to the demonstration
+            record["demonstration_action_error"] = demonstration_action_error(
+                self.learner_policy, self.data.expert, self.cfg.algo.get("gamma", 0.99))
+            if record["demonstration_action_error"] < min(
+                    (h.get("demonstration_action_error", math.inf) for h in self.history), default=math.inf):
+                self.save_selected()
             if self.source.success_rate:
                 record["success_rate"] = float((returns > 0).mean())
             self.history.append(record)
@@ -143,6 +153,15 @@ class Run:
             self.eval_time += time.time() - t_eval
         if self.checkpoints(self.step):
             self.save()
+
+    def save_selected(self) -> None:
+        """The actor of this evaluation as ``selected_policy.pt`` (atomic, ``weights_only``-loadable): the one
+        closest to the demonstration so far."""
+        try:
+            save_checkpoint({"actor": self.learner.actor.state_dict(), "step": self.step}, self.run_dir / run.SELECTED_POLICY_NAME)
+        except DiskFullError as err:
+            raise DiskFullError(err.errno, f"{err.strerror} The run stopped at update {self.step}; once there is "
+                                f"space, continue it from its last checkpoint with resume={self.run_dir}") from err
 
     def save(self) -> None:
         """The checkpoint of this update (atomic); a full disk stops the run with how to continue it."""
@@ -168,9 +187,22 @@ class Run:
                                   self.history, elapsed,
                                   (self.step - self.start_step) / max(elapsed - self.eval_time, 1e-9), self.run_dir,
                                   self.device, extra={"discriminator_s": self.pretrain_s, **self.learner.info,
-                                         **({"extraction_refresh_s": self.refresh_s} if self.refresh else {})})
+                                         **({"extraction_refresh_s": self.refresh_s} if self.refresh else {}),
+                                         **selected_evaluation(self.history)})
             print(format_summary(self.summary))
         return self.summary
+
+
+def selected_evaluation(history: list[dict]) -> dict:
+    """``selected_step``, ``selected_normalized_score``, ``selected_demonstration_action_error``: the evaluation
+    whose policy is closest to the demonstration (the first of equals), i.e. ``selected_policy.pt``'s; ``{}`` when
+    no evaluation measured it."""
+    measured = [h for h in history if "demonstration_action_error" in h]
+    if not measured:
+        return {}
+    best = min(measured, key=lambda h: h["demonstration_action_error"])
+    return {"selected_step": best["step"], "selected_normalized_score": best["normalized_score"],
+            "selected_demonstration_action_error": best["demonstration_action_error"]}
 
 
 def train(cfg: DictConfig) -> dict:

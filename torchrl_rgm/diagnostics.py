@@ -16,6 +16,10 @@ Two per-run numbers the imperfect-reward study reports next to each score (``sum
 - ``correction_*`` (RGM): how far Δr is from what the upper level asks for with V held fixed
   (:func:`correction_gap_diagnostics`); ``discriminator_*``: how well ``log ρ`` separates the expert
   (:func:`discriminator_calibration`).
+- ``demonstration_action_error`` (every algorithm, at each evaluation): the squared distance between the policy's
+  action and the demonstration's on the demonstration's own states, each trajectory's step ``t`` weighted
+  ``γ^t`` (:func:`demonstration_action_error`). Computed from the data alone, it is what a user without a simulator
+  can choose a checkpoint by (the recipe keeps the evaluation where it is smallest: ``selected_*`` in the summary).
 - ``spearman_correction_vs_true``: Spearman's rank correlation between ``Δr`` and the true reward on
   ``D^O`` alone (the expert's transitions and the absorbing self-loops left out): does the correction learn
   the reward the dataset should have had, or something else (``α log ρ`` plus shaping)?
@@ -33,7 +37,7 @@ from .objectives.rgm import reward_correction
 
 __all__ = ["dataset_rows", "top_decile_weight_share", "correction_rank_correlation", "transition_diagnostics",
            "expert_weight_share", "start_weight_share", "START_STEPS", "correction_gap_diagnostics",
-           "discriminator_calibration"]
+           "discriminator_calibration", "demonstration_action_error"]
 
 #: Steps from an episode's start that :func:`start_weight_share` counts.
 START_STEPS = 10
@@ -213,3 +217,28 @@ def discriminator_calibration(union: TensorDictBase) -> dict:
     rho = (log_rho - (torch.logsumexp(log_rho, 0) - math.log(log_rho.numel()))).exp()
     return {"discriminator_auc": float(auc),
             "discriminator_expert_rho": float(rho[expert].mean().item() / (log_rho.numel() / n_e))}
+
+
+@torch.no_grad()
+def demonstration_action_error(policy, expert: TensorDictBase, gamma: float | None = 0.99) -> float:
+    r"""How far ``policy``'s actions are from the demonstration's on its own states:
+    :math:`\sum_t \gamma^t \lVert \pi(s_t) - a^E_t\rVert^2 / \sum_t \gamma^t` over every real step of ``expert``
+    (absorbing self-loops left out), ``t`` the step within its trajectory (``gamma=None``: uniform weights).
+
+    ``policy`` maps a batch of learner observations (as stored in ``expert``) to actions; for a stochastic actor,
+    its deterministic (mean) action — what the evaluation runs. The discount puts the weight where a rollout from
+    the expert's start depends on it most: a policy that errs on the first steps leaves the expert's states at once
+    (docs/results.md, "Where the late fall comes from"), however well it fits the rest.
+    """
+    keep = torch.ones(expert.shape[0], dtype=torch.bool)
+    if "absorbing" in expert.keys():
+        keep &= ~expert.get("absorbing").reshape(-1).bool()
+    if not keep.any():
+        raise ValueError("the demonstration has no real steps to compare the policy's actions with.")
+    obs, action = expert.get("observation")[keep], expert.get("action")[keep]
+    error = (torch.as_tensor(policy(obs), dtype=torch.float64) - action.double()).pow(2).sum(-1).reshape(-1)
+    if gamma is None:
+        return float(error.mean())
+    step = expert.get("step")[keep].reshape(-1).double()
+    weight = torch.as_tensor(gamma, dtype=torch.float64).pow(step)
+    return float((weight * error).sum() / weight.sum())

@@ -249,6 +249,8 @@ def format_summary(s: dict) -> str:
         "",
         f"final normalised score  {f(s['final_normalized_score'])} ± {f(s['final_normalized_score_std'])}",
         f"best normalised score   {f(s['best_normalized_score'])}",
+        *([f"closest to the demo     {f(s['selected_normalized_score'])}   (update {s['selected_step']}: "
+           "selected_policy.pt, chosen without the simulator)"] if "selected_normalized_score" in s else []),
         *([f"final success rate      {f(s['final_success_rate'], '.2f')}"] if "final_success_rate" in s else []),
         f"union data's score      {f(s['union_normalized_score'])}",
         f"expert data's score     {f(s['expert_normalized_score'])}",

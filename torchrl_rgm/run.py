@@ -38,6 +38,8 @@ CONFIG_NAME = "config.yaml"
 CHECKPOINT_NAME = "checkpoint.pt"
 #: The checkpoint before the last, kept beside it so that a damaged file never loses the run.
 PREVIOUS_CHECKPOINT_NAME = "checkpoint.prev.pt"
+#: The actor of the evaluation closest to the demonstration (``demonstration_action_error``), beside the checkpoint.
+SELECTED_POLICY_NAME = "selected_policy.pt"
 #: The file that marks a run directory as in use by one process (:func:`claim_run_dir`).
 CLAIM_NAME = ".run-claim"
 #: What a resumed run may change: its length (longer only: the cosine schedules stretch to the new budget), how
