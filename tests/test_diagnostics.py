@@ -7,7 +7,8 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torch import nn
 
-from torchrl_rgm.diagnostics import correction_rank_correlation, dataset_rows, top_decile_weight_share
+from torchrl_rgm.diagnostics import (correction_rank_correlation, dataset_rows, demonstration_action_error,
+                                    top_decile_weight_share)
 
 
 def union_of(episode_returns, lengths, expert_rows=0, absorbing_rows=0):
@@ -130,3 +131,47 @@ def test_transition_diagnostics_of_an_anchored_loss_need_the_prepared_union():
     diag = transition_diagnostics(loss, union, init, chunk=16)
     torch.testing.assert_close(diag["visitation_weight"], log_ratio.exp(), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(diag["corrected_reward"], 0.5 * (log_ratio + 1.0), rtol=1e-4, atol=1e-5)
+
+
+def demonstration(lengths, act_dim=2, absorbing_rows=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    step = torch.cat([torch.arange(n) for n in lengths] + [torch.zeros(absorbing_rows, dtype=torch.long)])
+    n = step.numel()
+    absorbing = torch.zeros(n, 1, dtype=torch.bool)
+    absorbing[n - absorbing_rows:] = True
+    return TensorDict({"observation": torch.randn(n, 3, generator=g), "action": torch.rand(n, act_dim, generator=g) * 2 - 1,
+                       "step": step, "absorbing": absorbing}, [n])
+
+
+def test_demonstration_action_error_against_a_loop_over_the_steps():
+    expert = demonstration([4, 6])
+    def policy(obs):
+        return torch.tanh(obs[:, :2])
+    num = den = 0.0
+    for i in range(expert.shape[0]):   # by hand: every real step, weight gamma^t
+        if expert["absorbing"][i]:
+            continue
+        w = 0.9 ** int(expert["step"][i])
+        num += w * float(((torch.tanh(expert["observation"][i, :2]) - expert["action"][i]) ** 2).sum())
+        den += w
+    assert demonstration_action_error(policy, expert, 0.9) == pytest.approx(num / den, rel=1e-6)
+    real = ~expert["absorbing"].reshape(-1)
+    uniform = ((policy(expert["observation"]) - expert["action"]) ** 2).sum(-1)[real].mean()
+    assert demonstration_action_error(policy, expert, None) == pytest.approx(float(uniform), rel=1e-6)
+
+
+def test_demonstration_action_error_weighs_a_wrong_first_action_above_a_wrong_late_one():
+    # the same error of 1 on one step: at t = 0 it counts more than at t = 5 (a rollout leaves the expert at once)
+    expert = demonstration([10], absorbing_rows=0)
+    def wrong_at(t):
+        def policy(obs):
+            out = expert["action"].clone()
+            out[t, 0] += 1.0
+            return out
+        return policy
+    early, late = (demonstration_action_error(wrong_at(t), expert, 0.99) for t in (0, 5))
+    assert early > late > 0
+    assert demonstration_action_error(wrong_at(0), expert, None) == demonstration_action_error(wrong_at(5), expert, None)
+    with pytest.raises(ValueError, match="no real steps"):
+        only_loop = demonstration([], absorbing_rows=2)
+        demonstration_action_error(wrong_at(0), only_loop, 0.99)

@@ -51,6 +51,14 @@ def test_smoke_run_writes_every_output(env):
     assert csvs and any("normalized_score" in p.name for p in csvs)
     policy = torch.load(run_dir / "policy.pt", weights_only=True)
     assert "actor" in policy and policy["obs_mean"].shape == (11,)
+    # the evaluation closest to the demonstration: its actor kept, its update and score in the summary
+    errors = {int(step): float(v) for step, v in (line.split(",") for line in next(
+        (run_dir / "logs").rglob("demonstration_action_error.csv")).read_text().split())}
+    assert sorted(errors) == [30, 60] and all(v >= 0 for v in errors.values())
+    selected = torch.load(run_dir / "selected_policy.pt", weights_only=True)
+    assert selected["step"] == summary["selected_step"] == min(errors, key=errors.get)
+    assert summary["selected_demonstration_action_error"] == pytest.approx(min(errors.values()))
+    assert selected["actor"].keys() == policy["actor"].keys() and "closest to the demo" in out.stdout
 
 
 def test_a_run_that_builds_its_datasets_trains_with_the_threads_the_environment_asks_for(tmp_path):
