@@ -11,9 +11,9 @@ recipes/rgm_robomimic.py and recipes/rgm_datasharing.py run this same loop on th
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -143,34 +143,37 @@ class Run:
             # the checkpoint a user without a simulator would keep: the policy closest to the demonstration
             record["demonstration_action_error"] = demonstration_action_error(
                 self.learner_policy, self.data.expert, self.cfg.algo.get("gamma", 0.99))
-            if record["demonstration_action_error"] < min(
-                    (h.get("demonstration_action_error", math.inf) for h in self.history), default=math.inf):
-                self.save_selected()
             if self.source.success_rate:
                 record["success_rate"] = float((returns > 0).mean())
             self.history.append(record)
+            if selected_evaluation(self.history)["selected_step"] == self.step:
+                self.save_selected()
             run.log_metrics(self.logger, record, self.step)
             self.eval_time += time.time() - t_eval
         if self.checkpoints(self.step):
             self.save()
 
-    def save_selected(self) -> None:
-        """The actor of this evaluation as ``selected_policy.pt`` (atomic, ``weights_only``-loadable): the one
-        closest to the demonstration so far."""
+    @contextlib.contextmanager
+    def _resumable_on_full_disk(self):
+        """A full disk while writing stops the run with how to continue it."""
         try:
-            save_checkpoint({"actor": self.learner.actor.state_dict(), "step": self.step}, self.run_dir / run.SELECTED_POLICY_NAME)
+            yield
         except DiskFullError as err:
             raise DiskFullError(err.errno, f"{err.strerror} The run stopped at update {self.step}; once there is "
                                 f"space, continue it from its last checkpoint with resume={self.run_dir}") from err
 
+    def save_selected(self) -> None:
+        """The actor of this evaluation as ``selected_policy.pt`` (atomic, ``weights_only``-loadable): the one
+        closest to the demonstration so far."""
+        with self._resumable_on_full_disk():
+            save_checkpoint({"actor": self.learner.actor.state_dict(), "step": self.step},
+                            self.run_dir / run.SELECTED_POLICY_NAME)
+
     def save(self) -> None:
         """The checkpoint of this update (atomic); a full disk stops the run with how to continue it."""
-        try:
+        with self._resumable_on_full_disk():
             run.save_progress(self.checkpoint, self.learner, self.buffer, self.step, self.history,
                               self.cfg.budget.updates)
-        except DiskFullError as err:
-            raise DiskFullError(err.errno, f"{err.strerror} The run stopped at update {self.step}; once there is "
-                                f"space, continue it from its last checkpoint with resume={self.run_dir}") from err
         self.saved_step = self.step
 
     def interrupted(self) -> str:
