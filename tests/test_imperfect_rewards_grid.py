@@ -52,13 +52,17 @@ def test_reward_agnostic_algorithms_run_once_per_env_and_dataset():
     ("algo", dict(algos=["rgm", "cql"])), ("reward", dict(rewards=["negative"])),
     ("env", dict(envs=["ant"])), ("dataset", dict(datasets=["medium_replay"])),
 ])
-def test_unknown_names_fail_before_any_run_listing_the_valid_ones(kind, kwargs, tmp_path):
+def test_unknown_names_fail_before_any_run_listing_the_valid_ones(kind, kwargs):
     args = dict(envs=["hopper"], datasets=["medium-replay"], rewards=["negated"], algos=["rgm"], seeds=1) | kwargs
     with pytest.raises(grid.GridError, match=f"Unknown {kind}") as err:
         grid.make_cells(**args)
     valid = {"algo": grid.ALGOS, "reward": grid.REWARDS, "env": grid.ENVS, "dataset": grid.DATASETS}[kind]
     assert all(v in str(err.value) for v in valid)
-    # The command line refuses it the same way, before Ray starts or any file is written.
+
+
+def test_the_command_line_refuses_an_unknown_name_before_any_run(tmp_path):
+    """The command line refuses an unknown name as make_cells does, before Ray starts or any file is written (one
+    interpreter start: the refusal is the same code path for every kind above)."""
     out = subprocess.run([sys.executable, str(SCRIPT), "--algos", "rgm", "cql", "--csv", str(tmp_path / "g.csv")],
                          capture_output=True, text=True)
     assert out.returncode != 0 and "Unknown algo ['cql']; valid algos are" in out.stderr
