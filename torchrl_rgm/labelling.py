@@ -19,7 +19,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import ot
 import torch
 from scipy.spatial import cKDTree
 
@@ -64,6 +63,8 @@ def otr_step_costs(obs: np.ndarray, expert_obs: np.ndarray, *, epsilon: float = 
                    iterations: int = 100) -> np.ndarray:
     """One episode's per-step transport cost to the expert: ``n * sum_j P_ij C_ij`` with ``P`` the entropic
     coupling (uniform marginals) of the cosine cost ``C``."""
+    import ot  # POT (and the scikit-learn it imports: ~0.6 s) only where OTR labels, not at every recipe's start
+
     cost = _cosine_cost(obs, expert_obs)
     a = np.full(obs.shape[0], 1.0 / obs.shape[0])
     b = np.full(expert_obs.shape[0], 1.0 / expert_obs.shape[0])

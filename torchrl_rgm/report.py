@@ -6,12 +6,7 @@ import math
 import resource
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -45,13 +40,23 @@ def _strict(x):
     return x
 
 
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, imported where a figure is drawn (not at every recipe's start)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_figure(fig, path) -> None:
     """Atomic (:func:`~torchrl_rgm.atomic.atomic_path`); closes the figure."""
     try:
         with atomic_path(path, suffix=".png") as tmp:
             fig.savefig(tmp, dpi=110, bbox_inches="tight")
     finally:
-        plt.close(fig)
+        _pyplot().close(fig)
 
 
 def plot_learning_curve(history: list[dict], expert: float | None, union: float | None, path, title: str) -> None:
@@ -60,7 +65,7 @@ def plot_learning_curve(history: list[dict], expert: float | None, union: float 
     ``expert`` and ``union``, when given, are the datasets' own normalised scores, drawn as
     horizontal reference lines.
     """
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    fig, ax = _pyplot().subplots(figsize=(6.4, 4))
     steps = [h["step"] for h in history]
     mean = np.array([h["normalized_score"] for h in history])
     std = np.array([h["normalized_score_std"] for h in history])
@@ -84,6 +89,8 @@ def rank_correlations(true_reward, seen_reward, corrected_reward) -> dict:
     Returns ``{"spearman_seen_vs_true": ..., "spearman_corrected_vs_true": ...}``; ranks, so that
     the rewards' scales and offsets do not matter.
     """
+    from scipy.stats import spearmanr  # scipy.stats: ~0.3 s, imported where a run reports, not at its start
+
     return {
         "spearman_seen_vs_true": float(spearmanr(seen_reward, true_reward).statistic),
         "spearman_corrected_vs_true": float(spearmanr(corrected_reward, true_reward).statistic),
@@ -96,7 +103,7 @@ def plot_reward_correction(true_reward, seen_reward, corrected_reward, path, tit
     Returns :func:`rank_correlations` of the three rewards (also shown in the panels' titles).
     """
     corr = rank_correlations(true_reward, seen_reward, corrected_reward)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharex=True)
+    fig, axes = _pyplot().subplots(1, 2, figsize=(9, 4), sharex=True)
     for ax, y, name, key in (
         (axes[0], seen_reward, "reward seen by the learner", "spearman_seen_vs_true"),
         (axes[1], corrected_reward, "after correction (r~ + Δr)", "spearman_corrected_vs_true"),
@@ -117,7 +124,7 @@ def plot_per_source(per_source: dict, path, title: str) -> None:
     names = list(per_source)
     x = np.arange(len(names))
     has_weight = any("visitation_weight" in v for v in per_source.values())
-    fig, axes = plt.subplots(1, 2 if has_weight else 1, figsize=(11 if has_weight else 6, 4.2), squeeze=False)
+    fig, axes = _pyplot().subplots(1, 2 if has_weight else 1, figsize=(11 if has_weight else 6, 4.2), squeeze=False)
     ax = axes[0, 0]
     series = [(k, label) for k, label in (("reward_seen", "seen by the learner"), ("corrected_reward", "corrected (r + Δr)"),
                                           ("target_reward", "target task's true reward"))
