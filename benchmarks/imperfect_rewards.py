@@ -438,6 +438,28 @@ def expert_target_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def which_method_lines(rows: list[dict], min_seeds: int = 2) -> list[str]:
+    """"Which method when" (issue 28 #4): per task and reward RGM ran with, the algorithm with the highest mean final
+    score among those with ``min_seeds`` or more runs there (reward-agnostic ones count in every reward row), its mean
+    [95% bootstrap CI] (seeds), and RGM's mean and gap to it. Rows: ``| env | reward | best | score | rgm |``."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    algos = [a for a in ALGOS if any(r["algo"] == a for r in ok)]
+    lines = []
+    for env, dataset in sorted({(r["env"], r["dataset"]) for r in ok}):
+        for reward in (w for w in REWARDS if any(r["algo"] == "rgm" and r["reward"] == w and r["env"] == env
+                                                 and r["dataset"] == dataset for r in ok)):
+            each = {a: _scores(ok, env=env, dataset=dataset, reward=ANY if a in REWARD_AGNOSTIC else reward, algo=a)
+                    for a in algos}
+            each = {a: x for a, x in each.items() if len(x) >= min_seeds}
+            if "rgm" not in each:
+                continue
+            best = max(each, key=lambda a: each[a].mean())
+            x, rgm = each[best], each["rgm"]
+            mine = "best" if best == "rgm" else f"{rgm.mean():.1f} ({rgm.mean() - x.mean():+.1f})"
+            lines.append(f"| {env} | {reward} | `{best}` | {_fmt(x)} ({len(x)}) | {mine} |")
+    return lines
+
+
 def _per_task(rows: list[dict], reward: str, algo: str) -> dict:
     """``{(env, dataset): {seed: final score}}`` of one algorithm's ok runs with one reward."""
     col = ANY if algo in REWARD_AGNOSTIC else reward
@@ -586,6 +608,11 @@ def markdown(rows: list[dict], spec: dict) -> str:
         out += ["", "RGM against the obvious uses of the one expert trajectory (targets; mean over the seeds both "
                 "sides have, their number given):", "", "| comparison | gap | seeds | target | |",
                 "|---|---:|---:|---|---|", *expert]
+    which = which_method_lines(rows)
+    if which:
+        out += ["", "Which method when: per task and reward, the best mean final score among the algorithms with "
+                "≥ 2 runs there (mean [95% bootstrap CI] (seeds)), and RGM's mean with its gap to it:", "",
+                "| task | reward | best method | score | rgm (gap) |", "|---|---|---|---:|---:|", *which]
     if failed:
         out += ["", "Failed runs:", ""] + [f"- {r['env']} {r['dataset']} {r['reward']} {r['algo']} s{r['seed']}: "
                                            f"{r['error']}" for r in failed]

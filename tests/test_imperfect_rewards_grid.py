@@ -384,3 +384,21 @@ def test_expert_baseline_targets_from_rows():
         "| hopper negated: rgm − max(iql, td3bc) | +10.0 | 2 | ≥ +10 | met |",
     ]
     assert "partial25" in grid.GRIDS["expert_baselines"]["rewards"]
+
+
+def test_which_method_when_picks_each_cells_best_mean_with_enough_seeds():
+    """By hand: reward-agnostic runs count in every reward row, a one-seed algorithm is not a cell's best, RGM's gap
+    is its mean minus the best's, and a cell RGM did not run has no row."""
+    scores = {("hopper", "true", "rgm"): [50, 60], ("hopper", "negated", "rgm"): [90, 100],
+              ("hopper", "any", "bc_expert_det"): [99, 99], ("hopper", "negated", "iql"): [120],
+              ("hopper", "zero", "iql"): [1, 2], ("walker2d", "true", "iql"): [5, 7]}
+    rows = [dict(env=env, dataset="medium-replay", reward=reward, algo=algo, seed=str(seed), final_score=str(x),
+                 best_score="", wall_s="1", status="ok", error="")
+            for (env, reward, algo), xs in scores.items() for seed, x in enumerate(xs)]
+    lines = grid.which_method_lines(rows)
+    assert [line.split(" | ")[:3] for line in lines] == [["| hopper", "true", "`bc_expert_det`"],
+                                                          ["| hopper", "negated", "`bc_expert_det`"]]
+    assert lines[0].endswith("| 99.0 [99.0, 99.0] (2) | 55.0 (-44.0) |")
+    assert lines[1].endswith("| 95.0 (-4.0) |")
+    rows += [dict(rows[0], reward="negated", algo="rgm", seed="2", final_score="160")]
+    assert grid.which_method_lines(rows)[1].endswith("| best |")
