@@ -441,7 +441,7 @@ def expert_target_lines(rows: list[dict]) -> list[str]:
 def which_method_lines(rows: list[dict], min_seeds: int = 2) -> list[str]:
     """"Which method when" (issue 28 #4): per task and reward RGM ran with, the algorithm with the highest mean final
     score among those with ``min_seeds`` or more runs there (reward-agnostic ones count in every reward row), its mean
-    [95% bootstrap CI] (seeds), and RGM's mean and gap to it. Rows: ``| env | reward | best | score | rgm |``."""
+    [95% bootstrap CI], its seeds, and RGM's mean and gap to it. Rows: ``| env | reward | best | score | seeds | rgm |``."""
     ok = [r for r in rows if r["status"] == "ok"]
     algos = [a for a in ALGOS if any(r["algo"] == a for r in ok)]
     lines = []
@@ -456,7 +456,7 @@ def which_method_lines(rows: list[dict], min_seeds: int = 2) -> list[str]:
             best = max(each, key=lambda a: each[a].mean())
             x, rgm = each[best], each["rgm"]
             mine = "best" if best == "rgm" else f"{rgm.mean():.1f} ({rgm.mean() - x.mean():+.1f})"
-            lines.append(f"| {env} | {reward} | `{best}` | {_fmt(x)} ({len(x)}) | {mine} |")
+            lines.append(f"| {env} | {reward} | `{best}` | {_fmt(x)} | {len(x)} | {mine} |")
     return lines
 
 
@@ -611,8 +611,8 @@ def markdown(rows: list[dict], spec: dict) -> str:
     which = which_method_lines(rows)
     if which:
         out += ["", "Which method when: per task and reward, the best mean final score among the algorithms with "
-                "≥ 2 runs there (mean [95% bootstrap CI] (seeds)), and RGM's mean with its gap to it:", "",
-                "| task | reward | best method | score | rgm (gap) |", "|---|---|---|---:|---:|", *which]
+                "≥ 2 runs there (mean [95% bootstrap CI], its seeds), and RGM's mean with its gap to it:", "",
+                "| task | reward | best method | score | seeds | rgm (gap) |", "|---|---|---|---:|---:|---:|", *which]
     if failed:
         out += ["", "Failed runs:", ""] + [f"- {r['env']} {r['dataset']} {r['reward']} {r['algo']} s{r['seed']}: "
                                            f"{r['error']}" for r in failed]

@@ -398,7 +398,7 @@ def test_which_method_when_picks_each_cells_best_mean_with_enough_seeds():
     lines = grid.which_method_lines(rows)
     assert [line.split(" | ")[:3] for line in lines] == [["| hopper", "true", "`bc_expert_det`"],
                                                           ["| hopper", "negated", "`bc_expert_det`"]]
-    assert lines[0].endswith("| 99.0 [99.0, 99.0] (2) | 55.0 (-44.0) |")
+    assert lines[0].endswith("| 99.0 [99.0, 99.0] | 2 | 55.0 (-44.0) |")
     assert lines[1].endswith("| 95.0 (-4.0) |")
     rows += [dict(rows[0], reward="negated", algo="rgm", seed="2", final_score="160")]
     assert grid.which_method_lines(rows)[1].endswith("| best |")
