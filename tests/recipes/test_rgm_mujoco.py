@@ -65,7 +65,7 @@ def test_a_run_that_builds_its_datasets_trains_with_the_threads_the_environment_
     """A fresh machine: the recipe builds its datasets in its own process (one thread each), then trains with
     OMP_NUM_THREADS, not the build's one thread."""
     environ = dict(os.environ, MINARI_DATASETS_PATH=str(tmp_path / "minari"), TORCHRL_RGM_CACHE=str(tmp_path / "cache"),
-                   OMP_NUM_THREADS="2")
+                   OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")  # both: under pytest -n the suite sets them to 1
     out = run(environ, f"run_dir={tmp_path / 'run'}", "dataset.namespace=rgm-threads", "dataset.build_scale=0.005",
               "budget.updates=20", "eval.every=20", "eval.episodes=1")
     assert "building ['rgm-threads/hopper/expert-v0', 'rgm-threads/hopper/medium-replay-v0']" in out.stdout
