@@ -6,18 +6,17 @@ import math
 import resource
 from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
+import torch
 
-import torch  # noqa: E402
-
-from .algorithms import Algorithm, Learner  # noqa: E402
-from .atomic import atomic_path  # noqa: E402
-from .config import cpu_description, domain, run_name  # noqa: E402
-from .data.sharing import TARGET_REWARD, per_source_means  # noqa: E402
-from .diagnostics import (correction_gap_diagnostics, correction_rank_correlation, discriminator_calibration,  # noqa: E402
+from .algorithms import Algorithm, Learner
+from .atomic import atomic_path
+from .config import cpu_description, domain, run_name
+from .data.sharing import TARGET_REWARD, per_source_means
+from .diagnostics import (correction_gap_diagnostics, correction_rank_correlation, discriminator_calibration,
                           expert_weight_share, start_weight_share, top_decile_weight_share,
-                          transition_diagnostics)  # noqa: E402
-from .train import save_checkpoint  # noqa: E402
+                          transition_diagnostics)
+from .train import save_checkpoint
 
 __all__ = ["write_json", "save_figure", "plot_learning_curve", "plot_per_source", "plot_reward_correction",
            "rank_correlations", "evaluation_record", "report", "format_summary", "run_diagnostics",
